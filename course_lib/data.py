@@ -1,0 +1,374 @@
+"""Datasets as float tensors that live on the compute device, and a loader that never leaves it.
+
+- ``load_dataset(name)`` loads Fashion-MNIST, MNIST or CIFAR-10 through torchvision's dataset classes
+  into a :class:`Dataset` (x float32 in [0, 1] shaped (N, C, H, W), y int64) on ``get_device()``.
+  Files are looked for in ``root``, else ``$COURSE_DATA``, else ``./data`` (torchvision's layout);
+  Fashion-MNIST is also taken from Debian's ``dataset-fashion-mnist`` package; then torchvision may
+  download; failing all that, scikit-learn's bundled 8x8 digits stand in, with one line on stdout.
+- A corrupt or truncated file raises :class:`DataError` naming the file. The loader never deletes
+  or overwrites a file that is already there.
+- ``DeviceLoader`` yields shuffled mini-batches by indexing tensors already on the device.
+- ``prepare()`` / ``python -m course_lib.data`` (``make data``) puts Fashion-MNIST in place.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torchvision import datasets as tvd
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import check_integrity
+
+from . import runtime
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+NAMES = ("fashion_mnist", "mnist", "cifar10", "digits")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_TITLES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "digits": "digits"}
+_CLASSES = {"fashion_mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}
+_PREFIX = "course_lib.data:"
+
+
+class DataError(RuntimeError):
+    """A data file exists but cannot be read (corrupt or truncated); the message names the file."""
+
+
+@dataclass
+class Dataset:
+    """Train and test split as tensors on one device: x float32 (N, C, H, W) in [0, 1], y int64."""
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one input, ``(C, H, W)``."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def device(self) -> torch.device:
+        """The device the tensors live on."""
+        return self.x_train.device
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None,
+               generator: torch.Generator | None = None) -> "Dataset":
+        """A random subset of ``n_train`` / ``n_test`` samples (``None``: keep that split whole).
+
+        Indices are drawn from ``generator`` (the global RNG if ``None``); counts above the split's
+        size are clamped to it, so the call also works on the small digits fallback.
+        """
+        x_train, y_train = _take(self.x_train, self.y_train, n_train, generator)
+        x_test, y_test = _take(self.x_test, self.y_test, n_test, generator)
+        return Dataset(self.name, x_train, y_train, x_test, y_test, list(self.classes))
+
+    def to(self, device) -> "Dataset":
+        """The same data on ``device``."""
+        device = torch.device(device)
+        return Dataset(self.name, self.x_train.to(device), self.y_train.to(device),
+                       self.x_test.to(device), self.y_test.to(device), list(self.classes))
+
+
+def _permutation(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """A random permutation of ``range(n)`` drawn on the generator's device, returned on ``device``."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randperm(n, generator=generator, device=gen_device).to(device)
+
+
+def _take(x: Tensor, y: Tensor, n: int | None, generator) -> tuple[Tensor, Tensor]:
+    """``n`` random rows of ``(x, y)``, or both unchanged when ``n`` is ``None``."""
+    if n is None:
+        return x, y
+    if n < 0:
+        raise ValueError(f"subset sizes must be >= 0, got {n}")
+    index = _permutation(len(x), generator, x.device)[:n]
+    return x[index], y[index]
+
+
+class DeviceLoader:
+    """Mini-batches ``(xb, yb)`` cut from tensors that already live on the device.
+
+    No ``torch.utils.data.DataLoader`` and no per-sample Python: every batch is one indexing
+    operation. With ``shuffle`` each epoch (each ``iter()``) draws a fresh permutation from
+    ``generator`` (drawn on the generator's device, then moved to the data's), so the same seed
+    gives the same batch order. ``transform`` is applied to every whole batch ``xb``.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, *, shuffle: bool = True,
+                 generator: torch.Generator | None = None, transform: Callable | None = None,
+                 drop_last: bool = False):
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
+        if x.device != y.device:
+            raise ValueError(f"x is on {x.device} but y is on {y.device}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x, self.y, self.batch_size = x, y, int(batch_size)
+        self.shuffle, self.generator, self.transform, self.drop_last = shuffle, generator, transform, drop_last
+
+    def __len__(self) -> int:
+        """Number of batches per epoch."""
+        n, b = len(self.x), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __iter__(self):
+        """One epoch of ``(xb, yb)`` batches."""
+        index = _permutation(len(self.x), self.generator, self.x.device) if self.shuffle else None
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            if index is None:
+                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            else:
+                batch = index[start:start + self.batch_size]
+                xb, yb = self.x[batch], self.y[batch]
+            yield (self.transform(xb) if self.transform is not None else xb), yb
+
+
+# ----------------------------------------------------------------------------------- file handling
+
+def _default_root() -> Path:
+    """``data/`` of the course checkout when course_lib is installed from one, else ``./data``.
+
+    Notebooks run in their own chapter folders, so a bare ``./data`` would give each chapter its own copy.
+    """
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout / "data" if (checkout / "pyproject.toml").is_file() else Path("data")
+
+
+def data_root(root=None) -> Path:
+    """``root``, else ``$COURSE_DATA``, else the default data folder, as an absolute path."""
+    chosen = root if root is not None else os.environ.get("COURSE_DATA") or _default_root()
+    return Path(os.path.abspath(os.path.expanduser(chosen)))
+
+
+def _required_files(name: str, root: Path) -> list[Path]:
+    """The files torchvision needs under ``root`` for dataset ``name``."""
+    cls = _CLASSES[name]
+    if name == "cifar10":
+        names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        return [root / cls.base_folder / f for f in names]
+    return [root / cls.__name__ / "raw" / f for f in IDX_FILES]
+
+
+def _present(name: str, root: Path) -> bool:
+    """Whether every file of ``name`` exists under ``root`` (integrity is checked when loading)."""
+    return all(p.is_file() for p in _required_files(name, root))
+
+
+def _decompress(src: Path, dest: Path) -> None:
+    """Gunzip ``src`` into ``dest`` atomically (temp file + ``os.replace``), checking the IDX content."""
+    reader = read_image_file if "images" in dest.name else read_label_file
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        with open(tmp, "xb") as out, gzip.open(src, "rb") as gz:
+            shutil.copyfileobj(gz, out, 1 << 20)
+        reader(tmp)
+        os.replace(tmp, dest)
+    except Exception as exc:
+        raise DataError(f"{_PREFIX} {src} is corrupt or truncated ({type(exc).__name__}: {exc}). "
+                        "Reinstall it with `sudo apt-get install --reinstall dataset-fashion-mnist`, "
+                        "then run `make data`.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)  # only our own half-written temp file, never a user's file
+
+
+def _copy_from_debian(root: Path) -> bool:
+    """Decompress Debian's Fashion-MNIST ``.gz`` files into ``root`` where files are missing."""
+    sources = [Path(DEBIAN_FASHION_MNIST) / f"{f}.gz" for f in IDX_FILES]
+    targets = _required_files("fashion_mnist", root)
+    if not all(s.is_file() for s in sources):
+        return False
+    targets[0].parent.mkdir(parents=True, exist_ok=True)
+    for src, dest in zip(sources, targets):
+        if not dest.exists():
+            _decompress(src, dest)
+    return True
+
+
+def _download(name: str, root: Path) -> bool:
+    """Let torchvision download ``name`` into a temp dir in ``root``; move in only missing files.
+
+    Returns False when the download fails (no network); torchvision's output is swallowed.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                _CLASSES[name](tmp, train=True, download=True)
+        except Exception:
+            return False
+        for src, dest in zip(_required_files(name, Path(tmp)), _required_files(name, root)):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists():
+                os.replace(src, dest)
+    return True
+
+
+def _fix_hint(name: str, what: str = "that file") -> str:
+    """What to do about a bad file (``what``) of dataset ``name``."""
+    if name == "fashion_mnist":
+        return (f"Delete {what} and run `make data` (it is recreated from {DEBIAN_FASHION_MNIST}; "
+                "if that copy is damaged, `sudo apt-get install --reinstall dataset-fashion-mnist`).")
+    return f"Delete {what} and call load_dataset({name!r}, download=True) to fetch it again."
+
+
+def _bad_file(path: Path, name: str, reason: str) -> DataError:
+    """A DataError naming ``path``."""
+    return DataError(f"{_PREFIX} {path} is corrupt or truncated ({reason}). {_fix_hint(name)}")
+
+
+def _find_bad_file(name: str, root: Path, exc: Exception) -> DataError:
+    """After torchvision failed to load ``name``, re-check each file and blame the first bad one."""
+    cls = _CLASSES[name]
+    if name == "cifar10":
+        checks = [(f, md5) for f, md5 in cls.train_list + cls.test_list] + [(cls.meta["filename"], cls.meta["md5"])]
+        for f, md5 in checks:
+            if not check_integrity(root / cls.base_folder / f, md5):
+                return _bad_file(root / cls.base_folder / f, name, "its md5 checksum does not match")
+    else:
+        for path in _required_files(name, root):
+            try:
+                (read_image_file if "images" in path.name else read_label_file)(str(path))
+            except Exception as err:
+                return _bad_file(path, name, f"{type(err).__name__}: {err}")
+    folder = _required_files(name, root)[0].parent
+    return DataError(f"{_PREFIX} could not load {_TITLES[name]} from {folder} ({type(exc).__name__}: {exc}). "
+                     f"{_fix_hint(name, 'the files there')}")
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+def _as_float(x_uint8: Tensor, device) -> Tensor:
+    """uint8 (N, C, H, W) -> contiguous float32 in [0, 1] on ``device`` (converted there)."""
+    return x_uint8.to(device).contiguous().float().div_(255)
+
+
+def _from_torchvision(name: str, root: Path, device) -> Dataset:
+    """Build a Dataset from torchvision's classes; any failure becomes a DataError naming the file."""
+    cls = _CLASSES[name]
+    try:
+        splits = [cls(str(root), train=train, download=False) for train in (True, False)]
+    except Exception as exc:
+        raise _find_bad_file(name, root, exc) from None
+    tensors = []
+    for ds in splits:
+        x = torch.as_tensor(ds.data)
+        x = x.permute(0, 3, 1, 2) if name == "cifar10" else x.unsqueeze(1)
+        y = torch.as_tensor(ds.targets, dtype=torch.int64)
+        if len(x) != len(y) or (len(y) and not 0 <= int(y.min()) <= int(y.max()) < len(splits[0].classes)):
+            folder = _required_files(name, root)[0].parent
+            raise DataError(f"{_PREFIX} images and labels in {folder} do not match "
+                            f"({len(x)} images, {len(y)} labels). {_fix_hint(name, 'them')}")
+        tensors += [_as_float(x, device), y.to(device)]
+    return Dataset(name, *tensors, classes=list(splits[0].classes))
+
+
+def _load_digits(device=None) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1797 images, 0..16 scaled to [0, 1]): first 1500 train, rest test."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = torch.as_tensor(bunch.images, dtype=torch.float32).div_(16).unsqueeze(1)
+    y = torch.as_tensor(bunch.target, dtype=torch.int64)
+    device = device if device is not None else runtime.get_device()
+    return Dataset("digits", x[:1500].to(device), y[:1500].to(device), x[1500:].to(device),
+                   y[1500:].to(device), [str(i) for i in range(10)])
+
+
+def _locate(name: str, root: Path, download: bool) -> str | None:
+    """Make ``name``'s files present under ``root``; return where they came from, or None."""
+    if _present(name, root):
+        return str(_required_files(name, root)[0].parent)
+    if name == "fashion_mnist" and _copy_from_debian(root) and _present(name, root):
+        return f"{_required_files(name, root)[0].parent} (decompressed from {DEBIAN_FASHION_MNIST})"
+    if download and _download(name, root) and _present(name, root):
+        return f"{_required_files(name, root)[0].parent} (downloaded)"
+    return None
+
+
+def _fallback_message(name: str, root: Path, download: bool) -> str:
+    """The one line that says digits stand in for ``name``."""
+    places = f"{root}" + (f" or {DEBIAN_FASHION_MNIST}" if name == "fashion_mnist" else "")
+    why = "could not be downloaded" if download else "download=False"
+    return (f"{_PREFIX} {_TITLES[name]} not found in {places} and {why}; "
+            "using scikit-learn's digits (1797 8x8 images) instead.")
+
+
+def load_dataset(name: str = "fashion_mnist", *, root=None, device=None, download: bool = True,
+                 verbose: bool = True) -> Dataset:
+    """Load ``name`` (one of :data:`NAMES`) as a :class:`Dataset` on ``device`` (default ``get_device()``).
+
+    Looks in ``root`` / ``$COURSE_DATA`` / ``./data``, then (Fashion-MNIST) Debian's package, then
+    downloads if ``download``; otherwise falls back to digits and says so in one stdout line.
+    ``verbose=False`` prints nothing. Raises :class:`DataError` for a corrupt or truncated file.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names are {', '.join(NAMES)}")
+    device = torch.device(device) if device is not None else runtime.get_device()
+    if name == "digits":
+        ds, line = _load_digits(device), f"{_PREFIX} digits from scikit-learn"
+    else:
+        root = data_root(root)
+        source = _locate(name, root, download)
+        if source is None:
+            ds, line = _load_digits(device), _fallback_message(name, root, download)
+        else:
+            ds, line = _from_torchvision(name, root, device), f"{_PREFIX} {_TITLES[name]} from {source}"
+    if verbose:
+        if ds.name == name:
+            line += (f": {len(ds.x_train)} train / {len(ds.x_test)} test images of "
+                     f"{'x'.join(map(str, ds.input_shape))}, {ds.num_classes} classes, on {device}.")
+        print(line)
+    return ds
+
+
+def prepare(root=None, *, download: bool = True) -> Path:
+    """Put Fashion-MNIST's raw files under ``root`` (from Debian, else a download) and return their directory.
+
+    The files are read once to check them (``DataError`` if one is bad); ``FileNotFoundError`` when
+    neither source is available (notebooks then fall back to digits).
+    """
+    root = data_root(root)
+    if _locate("fashion_mnist", root, download) is None:
+        raise FileNotFoundError(_fallback_message("fashion_mnist", root, download))
+    _from_torchvision("fashion_mnist", root, "cpu")
+    return _required_files("fashion_mnist", root)[0].parent
+
+
+def main() -> int:
+    """``python -m course_lib.data``: run :func:`prepare` and print one line about the result."""
+    try:
+        where = prepare()
+    except FileNotFoundError as exc:
+        print(exc)
+        return 0
+    except DataError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{_PREFIX} Fashion-MNIST is ready in {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

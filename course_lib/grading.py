@@ -1,0 +1,117 @@
+"""Helpers for the graded test cells of the notebooks.
+
+- :func:`assert_close` compares a student's result with the reference's and, when they differ, says
+  what was expected and what came back: shapes, the worst element, and its relative error.
+- :func:`call_without_reference` runs a student's function with the reference implementations
+  disabled, so that a function which merely calls ``course_lib`` (or ``torch.nn.init``) fails.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import types
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+_TRIPWIRE_MARK = "course_lib reference called by the graded function"
+
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    """Convert numbers, sequences, NumPy arrays and tensors to a float64 CPU tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float64)
+    try:
+        return torch.as_tensor(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError) as err:
+        raise AssertionError(f"{name}: expected a number or an array, got {type(value).__name__} ({err})") from None
+
+
+def assert_close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, name: str = "result") -> None:
+    """Assert ``|actual - expected| <= atol + rtol * |expected|`` elementwise (``torch.isclose``'s rule).
+
+    On failure the message gives the shapes, how many elements are off, the worst element's index,
+    the expected and returned values there, and the relative error ``|a - e| / max(|e|, 1e-12)``.
+    NaNs compare equal only to NaNs.
+    """
+    if actual is None:
+        raise AssertionError(f"{name}: expected a value, got None (did the function forget to `return`?)")
+    got, want = _as_tensor(actual, name), _as_tensor(expected, name)
+    if got.shape != want.shape:
+        raise AssertionError(f"{name}: expected shape {tuple(want.shape)}, got shape {tuple(got.shape)}")
+    ok = torch.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+    if bool(ok.all()):
+        return
+    err = (got - want).abs()
+    err = torch.where(ok, torch.zeros_like(err), torch.nan_to_num(err, nan=float("inf")))
+    flat = int(err.reshape(-1).argmax())
+    index = tuple(int(i) for i in np.unravel_index(flat, tuple(want.shape))) if want.dim() else ()
+    e, a = float(want.reshape(-1)[flat]), float(got.reshape(-1)[flat])
+    rel = abs(a - e) / max(abs(e), 1e-12)
+    raise AssertionError(
+        f"{name}: {int((~ok).sum())} of {ok.numel()} elements differ (rtol={rtol:g}, atol={atol:g}); "
+        f"shape {tuple(want.shape)}; worst at index {index}: expected {e:.6g}, got {a:.6g} "
+        f"(relative error {rel:.3g})"
+    )
+
+
+def _tripwire_code(fn: types.FunctionType) -> types.CodeType:
+    """A code object with ``fn``'s signature shape that raises instead of computing."""
+    def tripwire(*args, **kwargs):
+        # The code runs with the reference's globals, so the message is a literal (= _TRIPWIRE_MARK).
+        raise RuntimeError("course_lib reference called by the graded function")
+    return tripwire.__code__.replace(co_name=fn.__code__.co_name)
+
+
+@contextlib.contextmanager
+def _disabled(references: Iterable[Callable]):
+    """Swap each reference function's ``__code__`` for a tripwire, however it was imported.
+
+    Every name bound to the function object (``from course_lib.init import ...`` included) sees it.
+    """
+    saved = []
+    try:
+        for ref in references:
+            target = inspect.unwrap(ref)  # through decorators such as @torch.no_grad()
+            if not isinstance(target, types.FunctionType) or target.__code__.co_freevars:
+                raise TypeError(f"cannot guard {ref!r}: only plain Python functions can be disabled")
+            saved.append((target, target.__code__))
+            target.__code__ = _tripwire_code(target)
+        yield
+    finally:
+        for ref, code in saved:
+            ref.__code__ = code
+
+
+def call_without_reference(student_fn: Callable, references: Iterable[Callable], *args, **kwargs):
+    """Call ``student_fn(*args, **kwargs)`` with every function in ``references`` disabled.
+
+    Returns the student's result. Fails with a clear message if the student's function called one of
+    the references instead of implementing the computation itself. Compute the expected value with
+    the reference *before* calling this.
+    """
+    references = list(references)
+    try:
+        with _disabled(references):
+            return student_fn(*args, **kwargs)
+    except RuntimeError as err:
+        if _TRIPWIRE_MARK in str(err):
+            names = ", ".join(f"{r.__module__}.{r.__qualname__}" for r in references)
+            raise AssertionError(
+                f"{getattr(student_fn, '__name__', 'your function')} calls the reference implementation "
+                f"({names}) instead of computing the result itself; write the formula out"
+            ) from None
+        raise
+
+
+def assert_raises(exception: type[BaseException], fn: Callable, *args, name: str | None = None, **kwargs) -> None:
+    """Assert that ``fn(*args, **kwargs)`` raises ``exception``; say what happened instead if not."""
+    label = name or f"{getattr(fn, '__name__', 'the function')}{args!r}"
+    try:
+        result = fn(*args, **kwargs)
+    except exception:
+        return
+    except Exception as err:  # noqa: BLE001 - report whatever came back
+        raise AssertionError(f"{label}: expected {exception.__name__}, got {type(err).__name__}: {err}") from None
+    raise AssertionError(f"{label}: expected {exception.__name__}, but it returned {result!r}")
