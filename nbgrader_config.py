@@ -29,3 +29,6 @@ c.Execute.allow_errors = True
 # failures (a failing assertion is an *error* output, which this does not touch), so drop them.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?i)warn|\d+%\||it/s\]|s/it\]"
+
+# A student who deletes a graded test cell still has that test run: nbgrader puts it back from the source.
+c.OverwriteCells.add_missing_cells = True

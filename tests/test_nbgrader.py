@@ -1,0 +1,153 @@
+"""The nbgrader pipeline end to end, through nbgrader's real commands, in a copy of the course.
+
+One session-wide run generates every chapter and autogrades three kinds of submission:
+- ``solution``: the instructor notebooks (they must execute in the quick profile and get full marks);
+- ``blank``: the untouched student notebooks (0 points, and the grader must not crash);
+- ``tampered`` (chapter 03 only): a student's notebook with one exercise subtly wrong, one test cell
+  deleted, and a warning printed to stderr inside another exercise.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from course_lib import pipeline
+
+pytestmark = pytest.mark.slow
+PILOT = "03_initialization"
+WRONG, DELETED, NOISY = "xavier_uniform", "test_fans", "kaiming_normal"
+
+
+def _student_copy(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """What a student who solved everything submits: the release notebook, solution cells filled in."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.from_dict(json.loads(json.dumps(release)))
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
+def _tamper(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """One exercise subtly wrong, one test cell deleted, a warning on stderr in a correct exercise."""
+    cells = []
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id == DELETED:
+            continue
+        if grade_id == WRONG:  # forgets the sqrt(3) between a uniform's bound and its std
+            assert "math.sqrt(6.0 / (fan_in + fan_out))" in cell.source
+            cell.source = cell.source.replace("math.sqrt(6.0 / (fan_in + fan_out))", "math.sqrt(2.0 / (fan_in + fan_out))")
+        if grade_id == NOISY:
+            cell.source = ("import sys, warnings\n" + cell.source.replace(
+                "    fan_in, fan_out = fans(weight)",
+                "    warnings.warn('this initializer is experimental')\n"
+                "    print('debug: computing fans', file=sys.stderr)\n"
+                "    fan_in, fan_out = fans(weight)"))
+            assert "warnings.warn" in cell.source
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory, repo_root):
+    """A copy of the course, every chapter generated and autograded; returns its root."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(repo_root / "nbgrader_config.py", root)
+    shutil.copytree(repo_root / "solutions", root / "solutions")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COURSE_PROFILE", "quick")
+    mp.setenv("COURSE_DEVICE", "cpu")
+    mp.setenv("COURSE_DATA", str(repo_root / "data"))
+    log = root / "build" / "logs" / "nbgrader.log"
+    try:
+        for chapter in pipeline.chapters(root):
+            pipeline.generate(root, chapter, log)
+            source = sorted((root / "solutions" / chapter).glob("*.ipynb"))
+            release = sorted((root / "notebooks" / chapter).glob("*.ipynb"))
+            pipeline.submit(root, pipeline.SOLUTION, chapter, source)
+            pipeline.submit(root, pipeline.BLANK, chapter, release)
+            if chapter == PILOT:
+                dest = root / "build" / "submitted" / "tampered" / chapter
+                dest.mkdir(parents=True)
+                for rel, src in zip(release, source):
+                    nb = _tamper(_student_copy(nbformat.read(rel, 4), nbformat.read(src, 4)))
+                    nbformat.write(nb, dest / rel.name)
+            pipeline.nbgrader(root, "autograde", chapter, "--force", log=log)
+    finally:
+        mp.undo()
+    return root
+
+
+def _chapters(repo_root):
+    return pipeline.chapters(repo_root)
+
+
+def test_committed_notebooks_are_what_nbgrader_generates(graded, repo_root):
+    for chapter in pipeline.chapters(repo_root):
+        for generated in sorted((graded / "notebooks" / chapter).glob("*.ipynb")):
+            committed = repo_root / "notebooks" / chapter / generated.name
+            assert committed.exists(), f"{committed} is missing: run `make notebooks` and commit it"
+            assert committed.read_text() == generated.read_text(), \
+                f"{committed} differs from what nbgrader generates: run `make notebooks` and commit it"
+
+
+def test_solutions_execute_without_errors_and_get_full_marks(graded):
+    for chapter in pipeline.chapters(graded):
+        for nb_path in sorted((graded / "build" / "autograded" / pipeline.SOLUTION / chapter).glob("*.ipynb")):
+            errors = [o.get("evalue", "") for c in nbformat.read(nb_path, 4).cells if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "error"]
+            assert not errors, f"{nb_path.name} raised in the quick profile: {errors}"
+        score, possible = pipeline.score(graded, chapter, pipeline.SOLUTION)
+        assert possible > 0 and score == possible, f"{chapter}: solution scored {score} of {possible}"
+
+
+def test_blank_notebooks_get_zero(graded):
+    for chapter in pipeline.chapters(graded):
+        score, possible = pipeline.score(graded, chapter, pipeline.BLANK)
+        assert possible > 0 and score == 0, f"{chapter}: blank notebook scored {score} of {possible}"
+
+
+def _cell_scores(root, student):
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{root / 'build' / 'gradebook.db'}") as gb:
+        sub = gb.find_submission_notebook(PILOT, PILOT, student)
+        return {g.name: (g.score, g.max_score) for g in sub.grades}
+
+
+def test_tampered_submission_loses_exactly_the_wrong_exercise(graded):
+    cells = _cell_scores(graded, "tampered")
+    test_id = f"test_{WRONG}"
+    assert cells[test_id][0] == 0, f"the wrong {WRONG} was not caught: {cells[test_id]}"
+    others = {k: v for k, v in cells.items() if k != test_id}
+    assert all(score == possible for score, possible in others.values()), others
+    score, possible = pipeline.score(graded, PILOT, "tampered")
+    assert score == possible - cells[test_id][1]
+
+
+def test_deleted_test_cell_is_restored_and_graded(graded):
+    cells = _cell_scores(graded, "tampered")
+    assert cells[DELETED][1] > 0 and cells[DELETED][0] == cells[DELETED][1]
+    autograded = nbformat.read(graded / "build" / "autograded" / "tampered" / PILOT / f"{PILOT}.ipynb", 4)
+    assert any(c.metadata.get("nbgrader", {}).get("grade_id") == DELETED for c in autograded.cells)
+
+
+def test_stderr_warning_in_student_code_costs_no_points(graded):
+    cells = _cell_scores(graded, "tampered")
+    test_id = f"test_{NOISY}"
+    assert cells[test_id][0] == cells[test_id][1] > 0, cells[test_id]
+    # the warning really was printed during grading (so the test above could have failed)
+    submitted = (graded / "build" / "submitted" / "tampered" / PILOT / f"{PILOT}.ipynb").read_text()
+    assert "this initializer is experimental" in submitted
+
+
+def test_hidden_tests_are_not_in_the_student_notebooks(repo_root):
+    for path in (repo_root / "notebooks").rglob("*.ipynb"):
+        text = path.read_text()
+        assert "BEGIN HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text, path
