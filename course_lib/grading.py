@@ -23,7 +23,7 @@ def _as_tensor(value, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64)
     try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64))
+        return torch.as_tensor(np.array(value, dtype=np.float64))  # a copy: read-only arrays warn in torch
     except (TypeError, ValueError) as err:
         raise AssertionError(f"{name}: expected a number or an array, got {type(value).__name__} ({err})") from None
 

@@ -1,0 +1,276 @@
+"""Ensembles of networks: combining members, making members cheaply, and training K of them at once.
+
+Seed 003 lists the ways to build an ensemble: the same model from different initializations, the best
+models of a hyper-parameter search, checkpoints of one run, and models trained on different data; seed
+001 adds "train several independent models and average their results at test time".
+
+- Combining: :func:`average_probs`, :func:`average_logits`, :func:`majority_vote` (ties broken by the
+  summed probability). Each takes the members' logits as K tensors of shape (N, C) or one (K, N, C) tensor.
+- Diversity: :func:`pairwise_disagreement`.
+- Snapshot ensembles (Huang et al. 2017, "Snapshot Ensembles: Train 1, get M for free"):
+  :func:`cyclic_cosine_lr`, :func:`snapshot_scheduler` and the :class:`Snapshots` callback.
+- Checkpoint ensembles from one run: the :class:`Checkpoints` callback.
+- Bagging (Breiman 1996): :func:`bootstrap_indices`.
+- Early and late fusion: :func:`penultimate_features`.
+- Vectorized training of K identical small models with ``torch.func`` (:func:`train_vmap`): one
+  ``vmap`` of ``grad`` of ``functional_call`` over the stacked parameters replaces K training loops.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, stack_module_state, vmap
+
+# ------------------------------------------------------------------------------------------ combining
+
+
+def stack_logits(logits: Sequence[Tensor] | Tensor) -> Tensor:
+    """The members' logits as one (K, N, C) tensor, from K tensors of shape (N, C) or one (K, N, C)."""
+    stacked = logits if isinstance(logits, Tensor) else torch.stack(list(logits))
+    if stacked.dim() != 3:
+        raise ValueError(f"expected logits of shape (K, N, C) or K tensors of shape (N, C), got {tuple(stacked.shape)}")
+    if stacked.shape[0] == 0:
+        raise ValueError("an ensemble needs at least one member")
+    return stacked
+
+
+def average_probs(logits) -> Tensor:
+    """Mean of the members' softmax probabilities, ``(1/K) sum_k softmax(z_k)``: shape (N, C)."""
+    return stack_logits(logits).softmax(dim=-1).mean(dim=0)
+
+
+def average_logits(logits) -> Tensor:
+    """Mean of the members' logits, ``(1/K) sum_k z_k``: shape (N, C) (take a softmax for probabilities)."""
+    return stack_logits(logits).mean(dim=0)
+
+
+def majority_vote(logits) -> Tensor:
+    """The class most members predict, shape (N,) int64.
+
+    Each member votes for its argmax; among the classes with the most votes the one with the largest
+    summed probability ``sum_k softmax(z_k)`` wins (a tie of that too goes to the lowest class index).
+    """
+    z = stack_logits(logits)
+    votes = F.one_hot(z.argmax(dim=-1), z.shape[-1]).sum(dim=0)            # (N, C)
+    summed = z.softmax(dim=-1).sum(dim=0)                                   # (N, C)
+    tied = votes == votes.max(dim=-1, keepdim=True).values
+    return torch.where(tied, summed, torch.full_like(summed, -math.inf)).argmax(dim=-1)
+
+
+COMBINERS = {"average_probs": average_probs, "average_logits": average_logits, "majority_vote": majority_vote}
+
+
+def combine(logits, rule: str = "average_probs") -> Tensor:
+    """Predicted labels (N,) of the ensemble under ``rule`` (a key of :data:`COMBINERS`)."""
+    if rule not in COMBINERS:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(COMBINERS)}")
+    out = COMBINERS[rule](logits)
+    return out if out.dim() == 1 else out.argmax(dim=-1)
+
+
+def pairwise_disagreement(logits) -> Tensor:
+    """(K, K) matrix: the fraction of samples on which members i and j predict different classes.
+
+    Its mean off the diagonal is a simple measure of an ensemble's diversity (Kuncheva & Whitaker 2003).
+    """
+    pred = stack_logits(logits).argmax(dim=-1)                               # (K, N)
+    return (pred[:, None, :] != pred[None, :, :]).float().mean(dim=-1)
+
+
+def mean_disagreement(logits) -> float:
+    """Mean of :func:`pairwise_disagreement` over the pairs i != j (0 for one member)."""
+    d = pairwise_disagreement(logits)
+    k = d.shape[0]
+    return float(d.sum() / (k * (k - 1))) if k > 1 else 0.0
+
+
+@torch.no_grad()
+def predict_logits(members: Iterable[nn.Module], x: Tensor, batch_size: int = 2048) -> Tensor:
+    """(K, N, C) logits of every member on ``x``, in eval mode, batch by batch."""
+    outs = []
+    for model in members:
+        was_training = model.training
+        model.eval()
+        outs.append(torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]))
+        model.train(was_training)
+    return torch.stack(outs)
+
+
+# -------------------------------------------------------------------------- snapshots and checkpoints
+
+
+def cyclic_cosine_lr(step: int, steps_per_cycle: int, lr_max: float) -> float:
+    """Huang et al. (2017), eq. 2: ``lr(t) = lr_max / 2 * (cos(pi * ((t - 1) mod M) / M) + 1)``.
+
+    ``t = 1, 2, ...`` is the step and ``M`` the steps per cycle: each cycle starts at ``lr_max`` and
+    anneals to almost 0, where a snapshot is taken; then the rate jumps back up.
+    """
+    if step < 1 or steps_per_cycle < 1:
+        raise ValueError(f"step and steps_per_cycle must be >= 1, got {step}, {steps_per_cycle}")
+    return lr_max / 2 * (math.cos(math.pi * ((step - 1) % steps_per_cycle) / steps_per_cycle) + 1)
+
+
+def snapshot_scheduler(optimizer: torch.optim.Optimizer, steps_per_cycle: int):
+    """A ``LambdaLR`` that follows :func:`cyclic_cosine_lr` from the optimizer's lr; step it every step
+    (``fit(..., scheduler_interval="step")``)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: cyclic_cosine_lr(i + 1, steps_per_cycle, 1.0))
+
+
+def _copy_state(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class Snapshots:
+    """``fit`` callback: a copy of the weights at the end of every cycle of ``steps_per_cycle`` steps."""
+
+    def __init__(self, steps_per_cycle: int):
+        self.steps_per_cycle, self.states, self.steps = int(steps_per_cycle), [], []
+
+    def on_step_end(self, state) -> None:
+        if state.step % self.steps_per_cycle == 0:
+            self.states.append(_copy_state(state.model))
+            self.steps.append(state.step)
+
+
+class Checkpoints:
+    """``fit`` callback: a copy of the weights after every ``every``-th epoch, with that epoch's record."""
+
+    def __init__(self, every: int = 1):
+        self.every, self.states, self.records = int(every), [], []
+
+    def on_epoch_end(self, state) -> None:
+        if state.epoch % self.every == 0:
+            self.states.append(_copy_state(state.model))
+            self.records.append(dict(state.history.epochs[-1]))
+
+    def best(self, k: int, key: str = "val_loss", lower: bool = True) -> list[dict]:
+        """The ``k`` states with the best ``key`` (lowest if ``lower``), in the order they were saved."""
+        order = sorted(range(len(self.states)), key=lambda i: self.records[i][key], reverse=not lower)[:k]
+        return [self.states[i] for i in sorted(order)]
+
+
+def models_from_states(factory: Callable[[], nn.Module], states: Iterable[dict]) -> list[nn.Module]:
+    """One model per saved state: ``factory()`` with ``load_state_dict(state)``."""
+    members = []
+    for state in states:
+        model = factory()
+        model.load_state_dict(state)
+        members.append(model)
+    return members
+
+
+# ---------------------------------------------------------------------------------- bagging, fusion
+
+
+def bootstrap_indices(n: int, k: int = 1, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """(k, n) int64 indices drawn uniformly with replacement: k bootstrap samples of a set of n (bagging).
+
+    Each sample holds about ``1 - 1/e`` (63.2%) of the distinct items (Breiman 1996).
+    """
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    index = torch.randint(0, n, (k, n), generator=generator, device=gen_device)
+    return index.to(device) if device is not None else index
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
+    """The input of the model's last ``nn.Linear`` layer on ``x``: its learned features (eval mode).
+
+    Concatenating the features of several members and training one classifier on them is *early*
+    fusion; averaging their predictions is *late* fusion (seed 003, the ICCV 2015 cultural-event entry).
+    """
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured = []
+    hook = last.register_forward_hook(lambda mod, inputs, out: captured.append(inputs[0].flatten(1)))
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size])
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+# ----------------------------------------------------------------------------- vectorized training
+
+
+def make_members(factory: Callable[[], nn.Module], seeds: Iterable[int]) -> list[nn.Module]:
+    """``[factory() after torch.manual_seed(s) for s in seeds]``: members that differ in their init."""
+    members = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        members.append(factory())
+    return members
+
+
+def train_sequential(members: Sequence[nn.Module], make_loader: Callable[[], Iterable], *, epochs: int,
+                     lr: float, momentum: float = 0.0, loss_fn: Callable = F.cross_entropy) -> list[nn.Module]:
+    """Train each member in turn with ``torch.optim.SGD``, each on its own fresh ``make_loader()`` (the
+    baseline that :func:`train_vmap` must reproduce). Trains in place and returns the members."""
+    for model in members:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        loader = make_loader()
+        model.train()
+        for _ in range(epochs):
+            for xb, yb in loader:
+                optimizer.zero_grad(set_to_none=True)
+                loss_fn(model(xb), yb).backward()
+                optimizer.step()
+    return list(members)
+
+
+def train_vmap(members: Sequence[nn.Module], loader: Iterable, *, epochs: int, lr: float,
+               momentum: float = 0.0, loss_fn: Callable = F.cross_entropy,
+               per_member_batches: bool = False) -> tuple[list[nn.Module], Tensor]:
+    """Train K identical models at once: SGD (with ``torch.optim.SGD``'s momentum) on stacked parameters.
+
+    ``stack_module_state`` stacks the members' parameters into tensors with a leading K dimension;
+    ``vmap(grad(loss))`` computes all K gradients in one call, each through ``functional_call`` of one
+    stateless copy of the model. Every member sees the same batches (``per_member_batches=False``), or
+    its own when the loader yields (K, B, ...) batches (bagging). Models with buffers (batch norm) are
+    not supported. Returns new trained modules and the (steps, K) training losses. Each member ends
+    where ``train_sequential`` on the same batches ends, up to float rounding.
+    """
+    if any(True for _ in members[0].buffers()):
+        raise ValueError("train_vmap supports models without buffers (no batch norm)")
+    params, _ = stack_module_state(list(members))
+    params = {k: v.detach().clone() for k, v in params.items()}
+    base = copy.deepcopy(members[0]).to("meta")
+
+    def member_loss(p, xb, yb):
+        loss = loss_fn(functional_call(base, p, (xb,)), yb)
+        return loss, loss.detach()
+
+    data_dim = 0 if per_member_batches else None
+    step = vmap(grad(member_loss, has_aux=True), in_dims=(0, data_dim, data_dim))
+    velocity = {k: torch.zeros_like(v) for k, v in params.items()}
+    losses = []
+    for _ in range(epochs):
+        for xb, yb in loader:
+            grads, loss = step(params, xb, yb)
+            losses.append(loss)
+            with torch.no_grad():
+                for k, g in grads.items():
+                    if momentum:
+                        velocity[k].mul_(momentum).add_(g)
+                        g = velocity[k]
+                    params[k].sub_(lr * g)
+    return unstack(members, params), torch.stack(losses) if losses else torch.empty(0, len(members))
+
+
+def unstack(members: Sequence[nn.Module], params: dict) -> list[nn.Module]:
+    """Copies of ``members`` loaded with the k-th slice of each stacked parameter."""
+    out = []
+    for k, model in enumerate(members):
+        clone = copy.deepcopy(model)
+        clone.load_state_dict({name: value[k] for name, value in params.items()}, strict=False)
+        out.append(clone)
+    return out
