@@ -1,6 +1,7 @@
 """The nbgrader pipeline end to end, through nbgrader's real commands, in a copy of the course.
 
-One session-wide run generates every chapter and autogrades three kinds of submission:
+One session-wide run generates every chapter (each in its own copy of the course, chapters in parallel)
+and autogrades three kinds of submission:
 - ``solution``: the instructor notebooks (they must execute in the quick profile and get full marks);
 - ``blank``: the untouched student notebooks (0 points, and the grader must not crash);
 - ``tampered`` (chapter 03 only): a student's notebook with one exercise subtly wrong, one test cell
@@ -9,7 +10,9 @@ One session-wide run generates every chapter and autogrades three kinds of submi
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
@@ -55,43 +58,47 @@ def _tamper(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def _grade_chapter(root, chapter):
+    """Generate ``chapter`` in its own course copy at ``root`` and autograde its submissions."""
+    log = root / "build" / "logs" / "nbgrader.log"
+    pipeline.generate(root, chapter, log)
+    source = sorted((root / "solutions" / chapter).glob("*.ipynb"))
+    release = sorted((root / "notebooks" / chapter).glob("*.ipynb"))
+    pipeline.submit(root, pipeline.SOLUTION, chapter, source)
+    pipeline.submit(root, pipeline.BLANK, chapter, release)
+    if chapter == PILOT:
+        dest = root / "build" / "submitted" / "tampered" / chapter
+        dest.mkdir(parents=True)
+        for rel, src in zip(release, source):
+            nbformat.write(_tamper(_student_copy(nbformat.read(rel, 4), nbformat.read(src, 4))), dest / rel.name)
+    pipeline.nbgrader(root, "autograde", chapter, "--force", log=log)
+
+
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory, repo_root):
-    """A copy of the course, every chapter generated and autograded; returns its root."""
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy(repo_root / "nbgrader_config.py", root)
-    shutil.copytree(repo_root / "solutions", root / "solutions")
+    """Every chapter generated and autograded, each in its own copy of the course (its own gradebook),
+    chapters in parallel with one thread per kernel; returns ``{chapter: root}``."""
+    roots = {}
+    for chapter in pipeline.chapters(repo_root):
+        root = roots[chapter] = tmp_path_factory.mktemp(chapter)
+        shutil.copy(repo_root / "nbgrader_config.py", root)
+        shutil.copytree(repo_root / "solutions" / chapter, root / "solutions" / chapter)
     mp = pytest.MonkeyPatch()
-    mp.setenv("COURSE_PROFILE", "quick")
-    mp.setenv("COURSE_DEVICE", "cpu")
-    mp.setenv("COURSE_DATA", str(repo_root / "data"))
-    log = root / "build" / "logs" / "nbgrader.log"
+    for name, value in {"COURSE_PROFILE": "quick", "COURSE_DEVICE": "cpu", "COURSE_DATA": str(repo_root / "data"),
+                        "OMP_NUM_THREADS": "1"}.items():
+        mp.setenv(name, value)
     try:
-        for chapter in pipeline.chapters(root):
-            pipeline.generate(root, chapter, log)
-            source = sorted((root / "solutions" / chapter).glob("*.ipynb"))
-            release = sorted((root / "notebooks" / chapter).glob("*.ipynb"))
-            pipeline.submit(root, pipeline.SOLUTION, chapter, source)
-            pipeline.submit(root, pipeline.BLANK, chapter, release)
-            if chapter == PILOT:
-                dest = root / "build" / "submitted" / "tampered" / chapter
-                dest.mkdir(parents=True)
-                for rel, src in zip(release, source):
-                    nb = _tamper(_student_copy(nbformat.read(rel, 4), nbformat.read(src, 4)))
-                    nbformat.write(nb, dest / rel.name)
-            pipeline.nbgrader(root, "autograde", chapter, "--force", log=log)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for future in [pool.submit(_grade_chapter, root, chapter) for chapter, root in roots.items()]:
+                future.result()
     finally:
         mp.undo()
-    return root
-
-
-def _chapters(repo_root):
-    return pipeline.chapters(repo_root)
+    return roots
 
 
 def test_committed_notebooks_are_what_nbgrader_generates(graded, repo_root):
-    for chapter in pipeline.chapters(repo_root):
-        for generated in sorted((graded / "notebooks" / chapter).glob("*.ipynb")):
+    for chapter, root in graded.items():
+        for generated in sorted((root / "notebooks" / chapter).glob("*.ipynb")):
             committed = repo_root / "notebooks" / chapter / generated.name
             assert committed.exists(), f"{committed} is missing: run `make notebooks` and commit it"
             assert committed.read_text() == generated.read_text(), \
@@ -99,24 +106,24 @@ def test_committed_notebooks_are_what_nbgrader_generates(graded, repo_root):
 
 
 def test_solutions_execute_without_errors_and_get_full_marks(graded):
-    for chapter in pipeline.chapters(graded):
-        for nb_path in sorted((graded / "build" / "autograded" / pipeline.SOLUTION / chapter).glob("*.ipynb")):
+    for chapter, root in graded.items():
+        for nb_path in sorted((root / "build" / "autograded" / pipeline.SOLUTION / chapter).glob("*.ipynb")):
             errors = [o.get("evalue", "") for c in nbformat.read(nb_path, 4).cells if c.cell_type == "code"
                       for o in c.outputs if o.output_type == "error"]
             assert not errors, f"{nb_path.name} raised in the quick profile: {errors}"
-        score, possible = pipeline.score(graded, chapter, pipeline.SOLUTION)
+        score, possible = pipeline.score(root, chapter, pipeline.SOLUTION)
         assert possible > 0 and score == possible, f"{chapter}: solution scored {score} of {possible}"
 
 
 def test_blank_notebooks_get_zero(graded):
-    for chapter in pipeline.chapters(graded):
-        score, possible = pipeline.score(graded, chapter, pipeline.BLANK)
+    for chapter, root in graded.items():
+        score, possible = pipeline.score(root, chapter, pipeline.BLANK)
         assert possible > 0 and score == 0, f"{chapter}: blank notebook scored {score} of {possible}"
 
 
-def _cell_scores(root, student):
+def _cell_scores(graded, student):
     from nbgrader.api import Gradebook
-    with Gradebook(f"sqlite:///{root / 'build' / 'gradebook.db'}") as gb:
+    with Gradebook(f"sqlite:///{graded[PILOT] / 'build' / 'gradebook.db'}") as gb:
         sub = gb.find_submission_notebook(PILOT, PILOT, student)
         return {g.name: (g.score, g.max_score) for g in sub.grades}
 
@@ -127,14 +134,14 @@ def test_tampered_submission_loses_exactly_the_wrong_exercise(graded):
     assert cells[test_id][0] == 0, f"the wrong {WRONG} was not caught: {cells[test_id]}"
     others = {k: v for k, v in cells.items() if k != test_id}
     assert all(score == possible for score, possible in others.values()), others
-    score, possible = pipeline.score(graded, PILOT, "tampered")
+    score, possible = pipeline.score(graded[PILOT], PILOT, "tampered")
     assert score == possible - cells[test_id][1]
 
 
 def test_deleted_test_cell_is_restored_and_graded(graded):
     cells = _cell_scores(graded, "tampered")
     assert cells[DELETED][1] > 0 and cells[DELETED][0] == cells[DELETED][1]
-    autograded = nbformat.read(graded / "build" / "autograded" / "tampered" / PILOT / f"{PILOT}.ipynb", 4)
+    autograded = nbformat.read(graded[PILOT] / "build" / "autograded" / "tampered" / PILOT / f"{PILOT}.ipynb", 4)
     assert any(c.metadata.get("nbgrader", {}).get("grade_id") == DELETED for c in autograded.cells)
 
 
@@ -143,7 +150,7 @@ def test_stderr_warning_in_student_code_costs_no_points(graded):
     test_id = f"test_{NOISY}"
     assert cells[test_id][0] == cells[test_id][1] > 0, cells[test_id]
     # the warning really was printed during grading (so the test above could have failed)
-    submitted = (graded / "build" / "submitted" / "tampered" / PILOT / f"{PILOT}.ipynb").read_text()
+    submitted = (graded[PILOT] / "build" / "submitted" / "tampered" / PILOT / f"{PILOT}.ipynb").read_text()
     assert "this initializer is experimental" in submitted
 
 
