@@ -1,0 +1,522 @@
+"""Batched data augmentation on whatever device the batch lives on (chapter 01).
+
+Every function takes a batch ``images`` of shape ``(N, C, H, W)``, floats in [0, 1], and returns a new
+batch on the same device. There is no per-sample Python loop: per-sample parameters are tensors of
+shape ``(N,)`` (or ``(N, 3)``) and every operation is one batched tensor operation.
+
+Randomness is kept apart from computation, as in ``torchvision.transforms.v2``:
+
+- the *functional core* (:func:`hflip`, :func:`crop`, :func:`resized_crop`, :func:`rotate_scale`,
+  :func:`adjust_hsv`, :func:`fancy_pca`, :func:`gaussian_noise`) takes its random parameters as
+  arguments, so two implementations can be compared exactly;
+- the *sampling classes* (:class:`RandomHFlip`, :class:`RandomCrop`, :class:`RandomResizedCrop`,
+  :class:`RandomRotateScale`, :class:`HSVJitter`, :class:`FancyPCA`, :class:`GaussianNoise`) draw those
+  parameters from a ``torch.Generator`` (a CPU one is fine: the parameters are small and are moved to
+  the batch's device) and chain with :class:`Compose`.
+
+Sources: the seeds 000, 002 and 003 ("data augmentation": flips, random crops, rotation with scaling,
+noise, the HSV recipe, fancy PCA); Krizhevsky, Sutskever & Hinton (2012), "ImageNet Classification
+with Deep Convolutional Neural Networks", section 4.1 (fancy PCA); Szegedy et al. (2015), "Going
+Deeper with Convolutions" (random resized crops).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _check_images(images: Tensor, channels: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``images`` is a floating ``(N, C, H, W)`` tensor (with ``channels``)."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"expected a float batch of shape (N, C, H, W), got {shape}")
+    if channels is not None and images.shape[1] != channels:
+        raise ValueError(f"expected {channels} channels (N, {channels}, H, W), got shape {tuple(images.shape)}")
+
+
+def _per_sample(value, images: Tensor, dtype=None) -> Tensor:
+    """``value`` (a number, or a tensor of shape ``(N,)``) as a tensor on the batch's device.
+
+    A number stays a 0-d tensor (it broadcasts); a tensor must have one entry per sample.
+    """
+    t = torch.as_tensor(value, dtype=dtype or images.dtype).to(images.device, non_blocking=True)
+    if t.dim() > 0 and t.shape != (images.shape[0],):
+        raise ValueError(f"expected one value per sample, shape ({images.shape[0]},), got {tuple(t.shape)}")
+    return t
+
+
+def _as_offsets(value, n: int, name: str) -> Tensor:
+    """Integer offsets (a number or ``(N,)``) as an int64 tensor of shape ``(N,)`` (on its own device)."""
+    t = torch.as_tensor(value)
+    if t.is_floating_point():
+        raise ValueError(f"{name} must be integers, got dtype {t.dtype}")
+    t = t.long().expand(n) if t.dim() == 0 else t.long()
+    if t.shape != (n,):
+        raise ValueError(f"{name} must be a number or have shape ({n},), got {tuple(t.shape)}")
+    return t
+
+
+def _pair(size) -> tuple[int, int]:
+    """``size`` as ``(height, width)``."""
+    return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
+
+
+def _sample_device(generator: torch.Generator | None) -> torch.device:
+    """Where to draw random numbers: the generator's device (the CPU for the global RNG)."""
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _uniform(n: int, low: float, high: float, generator) -> Tensor:
+    """``n`` samples of ``U(low, high)`` drawn from ``generator``."""
+    u = torch.rand(n, generator=generator, device=_sample_device(generator))
+    return low + (high - low) * u
+
+
+# ---------------------------------------------------------------------------------- geometric core
+
+
+def hflip(images: Tensor, mask) -> Tensor:
+    """Mirror left-right the samples where ``mask`` (bool, shape ``(N,)``) is true: ``x[..., W-1-j]``.
+
+    The flip the seeds list first (000, 003); ``torchvision.transforms.v2.functional.horizontal_flip``
+    applied to the selected samples.
+    """
+    _check_images(images)
+    width = images.shape[-1]
+    flip = _per_sample(mask, images, dtype=torch.bool).expand(images.shape[0])
+    j = torch.arange(width, device=images.device)
+    cols = j + flip[:, None] * (width - 1 - 2 * j)  # j, or W-1-j where flipped
+    return images.gather(3, cols[:, None, None, :].expand(images.shape))
+
+
+def _window_index(top: Tensor, left: Tensor, height: int, width: int, row_len: int) -> Tensor:
+    """Flat indices ``(top + i) * row_len + (left + j)`` of each sample's window, shape ``(N, h*w)``."""
+    rows = top[:, None] + torch.arange(height, device=top.device)
+    cols = left[:, None] + torch.arange(width, device=top.device)
+    return (rows[:, :, None] * row_len + cols[:, None, :]).reshape(len(top), -1)
+
+
+def crop(images: Tensor, top, left, size, padding: int = 0) -> Tensor:
+    """Cut a ``size`` window from each sample after zero-padding every side by ``padding`` pixels.
+
+    ``out[n] = pad(x[n])[:, top[n]:top[n]+h, left[n]:left[n]+w]``; ``top`` and ``left`` index the padded
+    image, so they range over ``0 .. H + 2·padding - h``. With ``padding=4`` and a 32x32 window this is the
+    classic CIFAR-10 random crop (seeds 000, 003). All windows are gathered in one ``torch.gather``.
+    """
+    _check_images(images)
+    n, c, _, _ = images.shape
+    h, w = _pair(size)
+    padded = F.pad(images, (padding,) * 4) if padding else images
+    top, left = _as_offsets(top, n, "top"), _as_offsets(left, n, "left")
+    hp, wp = padded.shape[-2:]
+    if n and (int(top.min()) < 0 or int(left.min()) < 0 or int(top.max()) > hp - h or int(left.max()) > wp - w):
+        raise ValueError(f"crop windows must lie inside the padded {hp}x{wp} image: need 0 <= top <= {hp - h} "
+                         f"and 0 <= left <= {wp - w}")
+    index = _window_index(top.to(images.device), left.to(images.device), h, w, wp)
+    out = padded.reshape(n, c, hp * wp).gather(2, index[:, None, :].expand(n, c, h * w))
+    return out.reshape(n, c, h, w)
+
+
+def _bilinear_axis(start: Tensor, length: Tensor, out: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Source indices and weights for resizing ``length`` pixels from ``start`` to ``out`` pixels.
+
+    PyTorch's bilinear rule (``align_corners=False``, no antialiasing): output pixel ``i`` reads source
+    position ``s = (i + 0.5)·length/out - 0.5``, clamped to ``[0, length - 1]``, between pixels
+    ``floor(s)`` and ``floor(s) + 1`` with weight ``s - floor(s)`` on the second.
+    """
+    scale = (length.float() / out)[:, None]
+    src = ((torch.arange(out, device=start.device) + 0.5) * scale - 0.5).clamp_(min=0)
+    last = (length - 1)[:, None]
+    i0 = torch.minimum(src.floor().long(), last)
+    i1 = torch.minimum(i0 + 1, last)
+    return start[:, None] + i0, start[:, None] + i1, src - i0
+
+
+def _lerp_gather(x: Tensor, dim: int, i0: Tensor, i1: Tensor, weight: Tensor) -> Tensor:
+    """``(1 - w)·x[i0] + w·x[i1]`` along ``dim`` (2 = rows, 3 = columns) with per-sample indices."""
+    n, c, h, w = x.shape
+    shape = (n, c, i0.shape[1], w) if dim == 2 else (n, c, h, i0.shape[1])
+    view = (n, 1, -1, 1) if dim == 2 else (n, 1, 1, -1)
+    a = x.gather(dim, i0.reshape(view).expand(shape))
+    b = x.gather(dim, i1.reshape(view).expand(shape))
+    return torch.lerp(a, b, weight.to(x.dtype).reshape(view))
+
+
+def resized_crop(images: Tensor, top, left, height, width, size) -> Tensor:
+    """Cut the box ``(top, left, height, width)`` of each sample and resize it to ``size`` (bilinear).
+
+    Equal to ``torchvision.transforms.v2.functional.resized_crop(..., antialias=False)`` per sample,
+    computed for the whole batch with separable per-sample bilinear interpolation (two gathers per axis).
+    The sampling of boxes (random area and aspect ratio) is :class:`RandomResizedCrop`.
+    """
+    _check_images(images)
+    n, _, H, W = images.shape
+    top, left, height, width = (_as_offsets(v, n, name).to(images.device) for v, name in
+                                ((top, "top"), (left, "left"), (height, "height"), (width, "width")))
+    oh, ow = _pair(size)
+    y0, y1, wy = _bilinear_axis(top, height, oh)
+    x0, x1, wx = _bilinear_axis(left, width, ow)
+    if n and (int(y0.min()) < 0 or int(x0.min()) < 0 or int(y1.max()) >= H or int(x1.max()) >= W):
+        raise ValueError(f"crop boxes must lie inside the {H}x{W} image")
+    return _lerp_gather(_lerp_gather(images, 2, y0, y1, wy), 3, x0, x1, wx)
+
+
+def rotate_scale(images: Tensor, angle, scale) -> Tensor:
+    """Rotate each sample by ``angle`` degrees (counter-clockwise) and zoom it by ``scale`` about its centre.
+
+    One affine map per sample, ``p_in = R(-angle)·p_out / scale`` in pixel coordinates around the centre,
+    applied with ``affine_grid`` + ``grid_sample`` (bilinear, zeros outside). This is "rotation and scaling
+    together" of seed 000. With torchvision's functions it is ``rotate(x, angle)`` when ``scale = 1`` and
+    ``affine(x, angle=-angle, translate=[0, 0], scale=scale, shear=[0, 0])`` (``affine`` counts clockwise).
+    """
+    _check_images(images)
+    n, _, h, w = images.shape
+    rad = _per_sample(angle, images).expand(n) * (math.pi / 180)
+    inv = 1 / _per_sample(scale, images).expand(n)
+    cos, sin = torch.cos(rad) * inv, torch.sin(rad) * inv
+    # pixel-space matrix [[cos, -sin], [sin, cos]] rescaled to affine_grid's [-1, 1] coordinates
+    theta = torch.stack([torch.stack([cos, -sin * h / w, torch.zeros_like(cos)], 1),
+                         torch.stack([sin * w / h, cos, torch.zeros_like(cos)], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def gaussian_noise(images: Tensor, noise: Tensor, sigma, clip: bool = True) -> Tensor:
+    """Additive Gaussian noise: ``x + sigma·noise`` with ``noise ~ N(0, 1)`` given, clipped to [0, 1].
+
+    ``sigma`` is a number or one value per sample. Seed 002 ("add random noise"); the same as
+    ``torchvision.transforms.v2.functional.gaussian_noise`` with the noise drawn outside.
+    """
+    _check_images(images)
+    if noise.shape != images.shape:
+        raise ValueError(f"noise must have the batch's shape {tuple(images.shape)}, got {tuple(noise.shape)}")
+    out = images + _per_sample(sigma, images).reshape(-1, 1, 1, 1) * noise.to(images.device, images.dtype)
+    return out.clamp_(0, 1) if clip else out
+
+
+# ------------------------------------------------------------------------------------- colour core
+
+
+def rgb_to_hsv(images: Tensor) -> Tensor:
+    """RGB in [0, 1] to HSV in [0, 1] (hue as a fraction of a turn), per pixel.
+
+    ``V = max(R, G, B)``, ``C = V - min(R, G, B)``, ``S = C / V`` (0 where V = 0), and
+    ``H = ((G - B)/C mod 6) / 6`` where V = R, ``((B - R)/C + 2) / 6`` where V = G (and not R),
+    ``((R - G)/C + 4) / 6`` otherwise; H = 0 where C = 0. The same convention as torchvision and
+    ``skimage.color.rgb2hsv``. Branches are masks (no ``torch.where``, which is slow on the CPU).
+    """
+    _check_images(images, 3)
+    r, g, b = images.unbind(1)
+    v = torch.maximum(torch.maximum(r, g), b)
+    c = v - torch.minimum(torch.minimum(r, g), b)
+    s = (c / v).nan_to_num_(0.0)  # V = 0 implies C = 0: 0/0 becomes 0
+    return torch.stack([_hue(r, g, b, v, c), s, v], 1)
+
+
+def _hue(r: Tensor, g: Tensor, b: Tensor, v: Tensor, c: Tensor) -> Tensor:
+    """Hue in [0, 1) from the planes R, G, B, their max V and their range C (see :func:`rgb_to_hsv`)."""
+    not_r = v != r
+    not_g = (v != g) | ~not_r
+    not_b = ~(not_r & not_g)
+    h = (g - b).masked_fill_(not_r, 0)
+    h.add_(torch.add(b - r, c, alpha=2).masked_fill_(not_g, 0))
+    h.add_(torch.add(r - g, c, alpha=4).masked_fill_(not_b, 0))
+    h.div_(c).nan_to_num_(0.0).div_(6)  # C = 0 (grey): 0/0 becomes hue 0
+    return h.add_(h < 0)  # (G - B)/C < 0 wraps around to the end of the turn
+
+
+def _hsv_channels(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """RGB from H, S, V planes ``(N, H, W)``, H in [0, 1): channel ``n ∈ (5, 3, 1)`` is
+    ``V - V·S·clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6H) mod 6`` (the six hue sectors, branch-free)."""
+    offsets = torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype).reshape(1, 3, 1, 1)
+    k = torch.add(offsets, h[:, None], alpha=6)
+    k.add_(k >= 6, alpha=-6)  # n + 6H < 12, so one subtraction is the mod
+    ramp = torch.minimum(k, torch.rsub(k, 4)).clamp_(0, 1)
+    return ramp.mul_((v * s).neg_()[:, None]).add_(v[:, None])
+
+
+def hsv_to_rgb(images: Tensor) -> Tensor:
+    """HSV in [0, 1] (hue as a fraction of a turn) back to RGB in [0, 1]; the inverse of :func:`rgb_to_hsv`."""
+    _check_images(images, 3)
+    h, s, v = images.unbind(1)
+    return _hsv_channels(h.remainder(1.0), s, v)
+
+
+def _jitter(x: Tensor, power: Tensor, mul: Tensor, add: Tensor) -> Tensor:
+    """``clamp(x^power · mul + add, 0, 1)`` with per-sample factors of shape ``(N,)`` or ``()``.
+
+    ``x^power`` is computed as ``exp(power · log x)`` (0 stays 0 for the positive powers used here),
+    which is several times faster than ``torch.pow`` with a broadcast exponent on the CPU.
+    """
+    view = (-1, 1, 1)
+    out = x.log().mul_(power.reshape(view)).exp_()
+    return out.mul_(mul.reshape(view)).add_(add.reshape(view)).clamp_(0, 1)
+
+
+def adjust_hsv(images: Tensor, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add) -> Tensor:
+    """The seeds' colour recipe in HSV space, with per-sample factors (numbers or ``(N,)`` tensors).
+
+    ``S' = clamp(S^s_pow · s_mul + s_add, 0, 1)``, ``V' = clamp(V^v_pow · v_mul + v_add, 0, 1)`` and
+    ``H' = (H + h_add) mod 1``. Powers must be positive. Seed 000 draws the powers from [0.25, 4], the
+    factors from [0.7, 1.4], the offsets from [-0.1, 0.1] and the hue shift from [-0.1, 0.1]
+    (see :class:`HSVJitter`).
+    """
+    _check_images(images, 3)
+    r, g, b = images.unbind(1)
+    v = torch.maximum(torch.maximum(r, g), b)
+    c = v - torch.minimum(torch.minimum(r, g), b)
+    p = [_per_sample(x, images) for x in (s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add)]
+    h = _hue(r, g, b, v, c).add_(p[6].remainder(1.0).reshape(-1, 1, 1))
+    h.add_(h >= 1, alpha=-1)  # h + (h_add mod 1) < 2
+    s = _jitter((c / v).nan_to_num_(0.0), *p[0:3])
+    return _hsv_channels(h, s, _jitter(v, *p[3:6]))
+
+
+def fit_fancy_pca(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues and eigenvectors of the 3x3 covariance of all RGB pixels of ``images``.
+
+    ``Σ = E[(p - μ)(p - μ)ᵀ]`` over every pixel ``p ∈ R³`` of the set (divided by the number of pixels).
+    Returns ``(eigvals, eigvecs)``: eigenvalues in decreasing order, ``(3,)``, and the matching unit
+    eigenvectors as the *columns* of ``(3, 3)``, each signed so that its largest entry is positive.
+    Krizhevsky et al. (2012), section 4.1. Computed in float64 where the device has it.
+    """
+    _check_images(images, 3)
+    dtype = torch.float32 if images.device.type == "mps" else torch.float64
+    pixels = images.transpose(0, 1).reshape(3, -1).to(dtype)
+    centred = pixels - pixels.mean(1, keepdim=True)
+    cov = centred @ centred.T / pixels.shape[1]
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)
+    signs = torch.sign(eigvecs.gather(0, eigvecs.abs().argmax(0, keepdim=True)))
+    return eigvals.to(images.dtype), (eigvecs * signs).to(images.dtype)
+
+
+def fancy_pca(images: Tensor, eigvals: Tensor, eigvecs: Tensor, alphas: Tensor) -> Tensor:
+    """AlexNet's colour augmentation: add ``[p1, p2, p3] · [α1 λ1, α2 λ2, α3 λ3]ᵀ`` to every pixel.
+
+    ``p_i`` are the eigenvectors (columns of ``eigvecs``), ``λ_i`` the eigenvalues of the RGB covariance
+    (:func:`fit_fancy_pca`), and ``alphas`` ``(N, 3)`` one draw per image (``N(0, 0.1)`` in the paper, a new
+    draw each time the image is used). Krizhevsky et al. (2012), section 4.1; seeds 000 and 003.
+    The result is not clipped.
+    """
+    _check_images(images, 3)
+    alphas = torch.as_tensor(alphas).to(images.device, images.dtype)
+    if alphas.shape != (images.shape[0], 3):
+        raise ValueError(f"alphas must have shape ({images.shape[0]}, 3), got {tuple(alphas.shape)}")
+    shift = (alphas * eigvals.to(images.device, images.dtype)) @ eigvecs.to(images.device, images.dtype).T
+    return images + shift[:, :, None, None]
+
+
+# --------------------------------------------------------------------------------- sampling classes
+
+
+class RandomTransform:
+    """Base class: ``sample(images)`` draws the parameters (a dict), ``apply(images, **params)`` uses them.
+
+    Parameters are drawn from ``generator`` (the global RNG when ``None``) on the generator's device and
+    the functional core moves them to the batch's device. ``t(images)`` does both.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None):
+        self.generator = generator
+
+    def sample(self, images: Tensor) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply(self, images: Tensor, **params) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.apply(images, **self.sample(images))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator" and not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class RandomHFlip(RandomTransform):
+    """Flip each sample left-right with probability ``p``."""
+
+    def __init__(self, p: float = 0.5, generator=None):
+        super().__init__(generator)
+        self.p = p
+
+    def sample(self, images):
+        n = images.shape[0]
+        return {"mask": torch.rand(n, generator=self.generator, device=_sample_device(self.generator)) < self.p}
+
+    def apply(self, images, mask):
+        return hflip(images, mask)
+
+
+class RandomCrop(RandomTransform):
+    """Zero-pad by ``padding`` and cut a ``size`` window at a uniformly random position (every position equally likely)."""
+
+    def __init__(self, size, padding: int = 0, generator=None):
+        super().__init__(generator)
+        self.size, self.padding = size, padding
+
+    def sample(self, images):
+        n, _, h, w = images.shape
+        ch, cw = _pair(self.size)
+        dev = _sample_device(self.generator)
+        top = torch.randint(0, h + 2 * self.padding - ch + 1, (n,), generator=self.generator, device=dev)
+        left = torch.randint(0, w + 2 * self.padding - cw + 1, (n,), generator=self.generator, device=dev)
+        return {"top": top, "left": left}
+
+    def apply(self, images, top, left):
+        return crop(images, top, left, self.size, self.padding)
+
+
+class RandomResizedCrop(RandomTransform):
+    """A box with a random fraction ``scale`` of the area and aspect ratio ``ratio`` (log-uniform), resized to ``size``.
+
+    torchvision's ``RandomResizedCrop`` rule, batched: 10 candidate boxes per sample, the first that fits
+    is used, and a centre crop with the ratio clamped to ``ratio`` where none fits.
+    """
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), generator=None):
+        super().__init__(generator)
+        self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
+
+    def sample(self, images, tries: int = 10):
+        n, _, H, W = images.shape
+        g, dev = self.generator, _sample_device(self.generator)
+        area = H * W * _uniform(n * tries, *self.scale, g).reshape(n, tries)
+        log_r = _uniform(n * tries, math.log(self.ratio[0]), math.log(self.ratio[1]), g).reshape(n, tries)
+        w = torch.sqrt(area * log_r.exp()).round().long()
+        h = torch.sqrt(area / log_r.exp()).round().long()
+        ok = (w > 0) & (h > 0) & (w <= W) & (h <= H)
+        first = torch.where(ok.any(1), ok.long().argmax(1), torch.full((n,), -1, device=dev))
+        fb_h, fb_w = self._fallback(H, W)
+        pick = first.clamp(min=0)[:, None]
+        h = torch.where(first >= 0, h.gather(1, pick)[:, 0], torch.full((n,), fb_h, device=dev))
+        w = torch.where(first >= 0, w.gather(1, pick)[:, 0], torch.full((n,), fb_w, device=dev))
+        top = (torch.rand(n, generator=g, device=dev) * (H - h + 1)).long().clamp(max=H - h)
+        left = (torch.rand(n, generator=g, device=dev) * (W - w + 1)).long().clamp(max=W - w)
+        top = torch.where(first >= 0, top, (H - h) // 2)
+        left = torch.where(first >= 0, left, (W - w) // 2)
+        return {"top": top, "left": left, "height": h, "width": w}
+
+    def _fallback(self, H: int, W: int) -> tuple[int, int]:
+        """torchvision's fallback box: the whole image, with its aspect ratio clamped to ``ratio``."""
+        r = W / H
+        if r < min(self.ratio):
+            return int(round(W / min(self.ratio))), W
+        if r > max(self.ratio):
+            return H, int(round(H * max(self.ratio)))
+        return H, W
+
+    def apply(self, images, top, left, height, width):
+        return resized_crop(images, top, left, height, width, self.size)
+
+
+class RandomRotateScale(RandomTransform):
+    """Rotate by ``U(-degrees, degrees)`` and zoom by ``U(*scale)``, both per sample (seed 000)."""
+
+    def __init__(self, degrees: float = 15.0, scale=(0.9, 1.1), generator=None):
+        super().__init__(generator)
+        self.degrees, self.scale = degrees, tuple(scale)
+
+    def sample(self, images):
+        n = images.shape[0]
+        return {"angle": _uniform(n, -self.degrees, self.degrees, self.generator),
+                "scale": _uniform(n, *self.scale, self.generator)}
+
+    def apply(self, images, angle, scale):
+        return rotate_scale(images, angle, scale)
+
+
+class HSVJitter(RandomTransform):
+    """The seeds' HSV recipe with random factors, drawn independently for S and V of every sample.
+
+    Defaults are seed 000's ranges: power in [0.25, 4] (drawn log-uniformly, so that a power and its
+    inverse are equally likely), factor in [0.7, 1.4], offset in [-0.1, 0.1], hue shift in [-0.1, 0.1].
+    ``same_for_batch=True`` draws one set of factors for the whole batch, which the seed also allows.
+    """
+
+    def __init__(self, power=(0.25, 4.0), factor=(0.7, 1.4), offset=(-0.1, 0.1), hue=(-0.1, 0.1),
+                 same_for_batch: bool = False, generator=None):
+        super().__init__(generator)
+        self.power, self.factor, self.offset, self.hue = tuple(power), tuple(factor), tuple(offset), tuple(hue)
+        self.same_for_batch = same_for_batch
+
+    def sample(self, images):
+        n = 1 if self.same_for_batch else images.shape[0]
+        g, log_p = self.generator, (math.log(self.power[0]), math.log(self.power[1]))
+        s_pow, v_pow = _uniform(n, *log_p, g).exp(), _uniform(n, *log_p, g).exp()
+        s_mul, v_mul = _uniform(n, *self.factor, g), _uniform(n, *self.factor, g)
+        s_add, v_add = _uniform(n, *self.offset, g), _uniform(n, *self.offset, g)
+        h_add = _uniform(n, *self.hue, g)
+        params = dict(s_pow=s_pow, s_mul=s_mul, s_add=s_add, v_pow=v_pow, v_mul=v_mul, v_add=v_add, h_add=h_add)
+        return {k: v.expand(images.shape[0]) for k, v in params.items()}
+
+    def apply(self, images, **params):
+        return adjust_hsv(images, **params)
+
+
+class FancyPCA(RandomTransform):
+    """Fancy PCA with ``alphas ~ N(0, std)``, a fresh draw per image per call, clipped to [0, 1] if ``clip``.
+
+    Build it from a training set with ``FancyPCA.fit(x_train)`` (Krizhevsky et al. 2012, std 0.1).
+    """
+
+    def __init__(self, eigvals: Tensor, eigvecs: Tensor, std: float = 0.1, clip: bool = True, generator=None):
+        super().__init__(generator)
+        self.eigvals, self.eigvecs, self.std, self.clip = eigvals, eigvecs, std, clip
+        self._cache: dict = {}
+
+    @classmethod
+    def fit(cls, images: Tensor, **kwargs) -> "FancyPCA":
+        """A FancyPCA whose eigenvectors are fitted on ``images`` (:func:`fit_fancy_pca`)."""
+        return cls(*fit_fancy_pca(images), **kwargs)
+
+    def sample(self, images):
+        n = images.shape[0]
+        return {"alphas": self.std * torch.randn(n, 3, generator=self.generator, device=_sample_device(self.generator))}
+
+    def apply(self, images, alphas):
+        key = (images.device, images.dtype)
+        if key not in self._cache:  # the eigen-decomposition, moved once to each device it is used on
+            self._cache[key] = (self.eigvals.to(*key), self.eigvecs.to(*key))
+        out = fancy_pca(images, *self._cache[key], alphas)
+        return out.clamp_(0, 1) if self.clip else out
+
+
+class GaussianNoise(RandomTransform):
+    """Add ``sigma · N(0, 1)`` noise and clip to [0, 1]. The noise is image-sized, so it is drawn on the
+    batch's device (from ``generator`` if it lives there, else from the global RNG of that device)."""
+
+    def __init__(self, sigma: float = 0.05, generator=None):
+        super().__init__(generator)
+        self.sigma = sigma
+
+    def sample(self, images):
+        g = self.generator if self.generator is not None and self.generator.device == images.device else None
+        if g is None and self.generator is not None:
+            seed = int(torch.randint(2**62, (1,), generator=self.generator, device=self.generator.device))
+            g = torch.Generator(device=images.device).manual_seed(seed)
+        return {"noise": torch.randn(images.shape, generator=g, device=images.device, dtype=images.dtype)}
+
+    def apply(self, images, noise):
+        return gaussian_noise(images, noise, self.sigma)
+
+
+class Compose:
+    """Apply ``transforms`` one after the other to the whole batch."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        for t in self.transforms:
+            images = t(images)
+        return images
+
+    def __repr__(self) -> str:
+        return "Compose([" + ", ".join(map(repr, self.transforms)) + "])"
