@@ -1,0 +1,214 @@
+"""``course grade``, ``course feedback``, ``course export`` for real, on a tiny dedicated assignment.
+
+- the adversarial corpus (``tests/adversarial/cases.py``) graded in one sandboxed run, next to a correct
+  submission: every case gets its expected per-cell points or its per-submission error, nothing is
+  read, written or reached that should not be, and no process outlives the run;
+- the feedback shows hidden tests' results and messages, never their code;
+- on a benign corpus, ``course grade --workers 2`` gives exactly the gradebook of nbgrader's own
+  sequential ``nbgrader autograde``, and so does a run killed with SIGKILL part way and rerun.
+
+Every test here runs bubblewrap, nbgrader and Jupyter kernels for real, so the module is ``slow``.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from adversarial import ASSIGNMENT, BIN, HIDDEN_MARKERS, env, make_course, run, submit
+from adversarial.cases import CASES
+from course_lib import grader, sandbox
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(sandbox.bwrap_problem() is not None, reason="needs a working bubblewrap")]
+EQUALITY = ["correct", "wrong_hidden", "deleted_test", "edited_test", "stderr_noise", "os_exit", "invalid_json"]
+
+
+def _journal(course: Path) -> dict:
+    path = course / "build" / "grading" / ASSIGNMENT / "journal.jsonl"
+    return {e["student"]: e["outcome"] for e in map(json.loads, path.read_text().splitlines())}
+
+
+def _sandbox_processes(course: Path) -> list[str]:
+    """Processes of ours still alive: anything whose command line names the course, a kernel run folder,
+    or that runs as one of the sandbox uids."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            uid = int(re.search(r"^Uid:\s+(\d+)", (proc / "status").read_text(), re.M).group(1))
+        except (OSError, AttributeError):
+            continue
+        if str(course) in cmd or "/cg-" in cmd or 60000 <= uid < 60100:
+            found.append(f"{proc.name} uid={uid}: {cmd[:200]}")
+    return found
+
+
+def _wait_for_no_processes(course: Path, seconds: float = 20) -> list[str]:
+    deadline = time.time() + seconds
+    while True:
+        left = _sandbox_processes(course)
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def adversarial(tmp_path_factory):
+    """The whole corpus graded in one sandboxed run; returns (course, outcomes, ctx, completed process)."""
+    course = make_course(tmp_path_factory.mktemp("adv") / "course")
+    home = Path(os.path.expanduser("~"))
+    tag = f"course-grade-test-{os.getpid()}"
+    ctx = {"home_secret": str(home / f".{tag}-secret"), "home_marker": str(home / f".{tag}-pwned"),
+           "tmp_marker": f"/tmp/{tag}-pwned"}
+    Path(ctx["home_secret"]).write_text("the instructor's secret")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    ctx["port"] = server.getsockname()[1]
+    for case in CASES:
+        submit(course, case.name, case.build(course, ctx), timestamp="2031-01-01 10:00:00.000000 UTC")
+    started = time.perf_counter()
+    try:
+        proc = run(["course", "grade", ASSIGNMENT, "--workers", "2", "--memory", "2G", "--processes", "64"], cwd=course, check=False,
+                   timeout=1500)
+    finally:
+        server.close()
+        Path(ctx["home_secret"]).unlink(missing_ok=True)
+    print(f"adversarial run: {time.perf_counter() - started:.0f} s\n{proc.stdout}")
+    yield course, _journal(course), ctx, proc
+    for p in (ctx["home_marker"], ctx["tmp_marker"]):
+        Path(p).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_adversarial_case(adversarial, case):
+    course, outcomes, _, proc = adversarial
+    assert case.name in outcomes, f"{case.name} missing from the run:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    got = outcomes[case.name]
+    if case.error:
+        assert got["status"] == "error", got
+        assert case.error.lower() in got["message"].lower(), got
+    else:
+        assert got["status"] == "graded", got
+        assert got["cells"] == case.expect, (case.what, got)
+    if case.note:
+        assert any(case.note in n for n in got["notes"]), got
+
+
+def test_adversarial_run_as_a_whole(adversarial):
+    """The run finished with a report, graded every case, and wrote nowhere it should not."""
+    course, outcomes, ctx, proc = adversarial
+    assert set(outcomes) == {c.name for c in CASES}
+    assert proc.returncode == 1 and "could not be graded" in proc.stdout  # the error cases, reported
+    for path in (ctx["tmp_marker"], ctx["home_marker"], course / "PWNED",
+                 course / "build" / "submitted" / "correct" / ASSIGNMENT / "PWNED"):
+        assert not Path(path).exists(), f"a submission wrote {path}"
+    assert (course / "build" / "autograded" / "write_outside" / ASSIGNMENT / "mine.txt").exists()
+    assert not (course / "build" / "autograded" / "huge_file" / ASSIGNMENT / "weights.bin").exists()
+    assert not _wait_for_no_processes(course), "processes outlived the run"
+
+
+def test_feedback_shows_results_not_hidden_code(adversarial):
+    course, outcomes, _, _ = adversarial
+    proc = run(["course", "feedback", ASSIGNMENT], cwd=course, check=False)
+    pages = sorted((course / "build" / "feedback").glob(f"*/{ASSIGNMENT}/hw.html"))
+    graded = [s for s, o in outcomes.items() if o["status"] == "graded"]
+    assert {p.parent.parent.name for p in pages} >= set(graded), proc.stdout + proc.stderr
+    for page in pages:
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+        for marker in HIDDEN_MARKERS:
+            assert marker not in text, f"{page}: hidden test code ({marker}) leaked into the feedback"
+    wrong = html.unescape(re.sub(r"<[^>]+>", "", (course / "build" / "feedback" / "wrong_hidden" / ASSIGNMENT /
+                                                  "hw.html").read_text(encoding="utf-8")))
+    assert "square of a negative number is wrong" in wrong  # the hidden test's failure message
+    assert "hidden tests: their results are below" in wrong
+    assert "square(3) should be 9" in wrong  # visible tests stay visible
+
+
+def test_export_writes_csv(adversarial):
+    course, outcomes, _, _ = adversarial
+    run(["course", "export", "--to", "grades.csv"], cwd=course)
+    rows = {r["student_id"]: r for r in csv.DictReader(open(course / "grades.csv", encoding="utf-8"))}
+    assert set(rows) == set(outcomes)
+    assert float(rows["correct"]["raw_score"]) == 4 and float(rows["wrong_hidden"]["raw_score"]) == 3
+
+
+def test_refuses_without_bubblewrap_and_warns_without_sandbox(tmp_path):
+    course = tmp_path / "empty"
+    course.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "nbgrader_config.py", course)
+    proc = subprocess.run([str(BIN / "course"), "grade", ASSIGNMENT], cwd=course, capture_output=True, text=True,
+                          env={**env(), "PATH": str(tmp_path / "nothing")})
+    assert proc.returncode == 2 and "apt-get install bubblewrap" in proc.stderr and "--no-sandbox" in proc.stderr
+    proc = subprocess.run([str(BIN / "course"), "grade", ASSIGNMENT, "--no-sandbox"], cwd=course,
+                          capture_output=True, text=True, env=env())
+    assert "WARNING: --no-sandbox" in proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# exactly nbgrader's grades, also after SIGKILL
+# ----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def benign(tmp_path_factory):
+    """Three identical copies of a course with the benign corpus submitted."""
+    base = tmp_path_factory.mktemp("eq")
+    course = make_course(base / "seq")
+    for i, case in enumerate(c for c in CASES if c.name in EQUALITY):
+        submit(course, case.name, case.build(course, {}), timestamp=f"2031-01-0{1 + i % 3} 10:00:00.000000 UTC")
+    for name in ("par", "killed"):
+        shutil.copytree(course, base / name, symlinks=True)
+        cfg = base / name / "nbgrader_config.py"  # the config names its own folder: nothing to change
+        assert cfg.exists()
+    return base
+
+
+def test_parallel_grades_equal_sequential_nbgrader(benign):
+    seq, par = benign / "seq", benign / "par"
+    run(["nbgrader", "autograde", ASSIGNMENT, "--force"], cwd=seq, check=False)  # exits 1: two bad submissions
+    run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=par, check=False)
+    want = grader.snapshot(f"sqlite:///{seq / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    got = grader.snapshot(f"sqlite:///{par / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    assert set(want) == set(EQUALITY)
+    assert got == want
+    assert want["correct"]["score"] == 4 and want["wrong_hidden"]["score"] == 3  # not a vacuous comparison
+
+
+def test_sigkill_then_rerun_gives_the_same_gradebook(benign):
+    killed, seq = benign / "killed", benign / "seq"
+    journal = killed / "build" / "grading" / ASSIGNMENT / "journal.jsonl"
+    proc = subprocess.Popen([str(BIN / "course"), "grade", ASSIGNMENT, "--workers", "2"], cwd=killed, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(journal.read_text().splitlines())
+    assert 2 <= done_before < len(EQUALITY)
+    assert not _wait_for_no_processes(killed), "workers or kernels outlived the killed grader"
+    rerun = run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=killed, check=False)
+    assert rerun.stdout.count(" resumed ") >= done_before, rerun.stdout
+    final = grader.snapshot(f"sqlite:///{killed / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    want = grader.snapshot(f"sqlite:///{seq / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    if not want:
+        pytest.skip("the sequential run has not run (run the whole module)")
+    assert final == want
+    entries = [json.loads(line)["student"] for line in journal.read_text().splitlines()]
+    assert sorted(set(entries)) == sorted(EQUALITY)
