@@ -101,12 +101,14 @@ def _window_index(top: Tensor, left: Tensor, height: int, width: int, row_len: i
     return (rows[:, :, None] * row_len + cols[:, None, :]).reshape(len(top), -1)
 
 
-def crop(images: Tensor, top, left, size, padding: int = 0) -> Tensor:
+def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = True) -> Tensor:
     """Cut a ``size`` window from each sample after zero-padding every side by ``padding`` pixels.
 
     ``out[n] = pad(x[n])[:, top[n]:top[n]+h, left[n]:left[n]+w]``; ``top`` and ``left`` index the padded
     image, so they range over ``0 .. H + 2·padding - h``. With ``padding=4`` and a 32x32 window this is the
     classic CIFAR-10 random crop (seeds 000, 003). All windows are gathered in one ``torch.gather``.
+    ``check=False`` skips the bounds check, which reads the offsets back to the host (on a GPU, a
+    synchronisation); :class:`RandomCrop` skips it, since its offsets are in range by construction.
     """
     _check_images(images)
     n, c, _, _ = images.shape
@@ -114,7 +116,7 @@ def crop(images: Tensor, top, left, size, padding: int = 0) -> Tensor:
     padded = F.pad(images, (padding,) * 4) if padding else images
     top, left = _as_offsets(top, n, "top"), _as_offsets(left, n, "left")
     hp, wp = padded.shape[-2:]
-    if n and (int(top.min()) < 0 or int(left.min()) < 0 or int(top.max()) > hp - h or int(left.max()) > wp - w):
+    if check and n and (int(top.min()) < 0 or int(left.min()) < 0 or int(top.max()) > hp - h or int(left.max()) > wp - w):
         raise ValueError(f"crop windows must lie inside the padded {hp}x{wp} image: need 0 <= top <= {hp - h} "
                          f"and 0 <= left <= {wp - w}")
     index = _window_index(top.to(images.device), left.to(images.device), h, w, wp)
@@ -370,7 +372,7 @@ class RandomCrop(RandomTransform):
         return {"top": top, "left": left}
 
     def apply(self, images, top, left):
-        return crop(images, top, left, self.size, self.padding)
+        return crop(images, top, left, self.size, self.padding, check=False)
 
 
 class RandomResizedCrop(RandomTransform):

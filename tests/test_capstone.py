@@ -1,0 +1,321 @@
+"""course_lib.capstone: each piece of the fast path against torch / torchvision / course_lib references,
+a tiny end-to-end run, the absence of host synchronisation in the step loop, and the ablation's verdicts."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+from course_lib import capstone as C
+from course_lib import data, ensemble, preprocess, schedules
+
+TINY = C.Recipe(epochs=3, batch_size=64, lr=0.4, widths=(8, 16, 16), members=2, whiten_images=256)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits on the CPU (1500 train, 297 test)."""
+    return data.load_dataset("digits", device="cpu", verbose=False)
+
+
+# ----------------------------------------------------------------------------------------- recipe
+
+
+def test_recipe_without_and_but():
+    r = C.Recipe()
+    assert all(r.tricks().values()) and r.label() == "full recipe" and r.n_members == r.members
+    off = r.without("bn", "tta")
+    assert not off.bn and not off.tta and off.augment and off.label() == "without bn, tta"
+    assert r.without("ensemble").n_members == 1
+    assert r.but(epochs=7).epochs == 7 and r.epochs != 7
+    with pytest.raises(ValueError, match="unknown trick"):
+        r.without("dropout")
+
+
+# ---------------------------------------------------------------------------------- label smoothing
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.2, 0.5])
+def test_label_smoothing_matches_torch(device, eps):
+    g = torch.Generator().manual_seed(int(eps * 10))
+    logits = (3 * torch.randn(64, 10, generator=g)).to(device).requires_grad_()
+    target = torch.randint(0, 10, (64,), generator=g).to(device)
+    ours = C.label_smoothing_loss(logits, target, eps)
+    theirs = F.cross_entropy(logits, target, label_smoothing=eps)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    g_ours, = torch.autograd.grad(ours, logits)
+    g_theirs, = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_label_smoothing_minimum_is_the_smoothed_target():
+    """The loss is minimal where softmax(logits) = (1 − ε)·onehot + ε/C, not at a one-hot prediction."""
+    eps, c = 0.2, 5
+    q = torch.full((1, c), eps / c)
+    q[0, 2] += 1 - eps
+    target = torch.tensor([2])
+    at_q = C.label_smoothing_loss(q.log(), target, eps)
+    confident = C.label_smoothing_loss(torch.tensor([[0.0, 0, 20, 0, 0]]), target, eps)
+    assert at_q < confident
+    entropy = -(q * q.log()).sum()
+    torch.testing.assert_close(at_q, entropy)
+
+
+# ------------------------------------------------------------------------------------ augmentation
+
+
+def test_augment_batch_matches_torchvision_per_sample(device):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 12, 12, generator=g).to(device)
+    flip = torch.tensor([True, False, True, True, False, False], device=device)
+    top = torch.randint(0, 5, (6,), generator=g).to(device)
+    left = torch.randint(0, 5, (6,), generator=g).to(device)
+    mean, std = torch.tensor([0.3], device=device), torch.tensor([0.25], device=device)
+    out = C.augment_batch(x, flip, top, left, mean, std, padding=2)
+    expected = []
+    for img, f, t, l in zip(x, flip, top, left):
+        img = TF.horizontal_flip(img) if f else img
+        img = TF.crop(TF.pad(img, [2]), int(t), int(l), 12, 12)
+        expected.append(TF.normalize(img, [0.3], [0.25]))
+    torch.testing.assert_close(out, torch.stack(expected), rtol=1e-6, atol=1e-6)
+
+
+def test_augment_pads_with_black_not_with_the_mean():
+    """Flip/crop before normalization: the padded border is normalized black, (0 − mean)/std."""
+    x = torch.ones(2, 1, 8, 8)
+    out = C.augment_batch(x, torch.tensor([False, False]), torch.tensor([0, 0]), torch.tensor([0, 0]),
+                          torch.tensor([0.5]), torch.tensor([0.25]), padding=2)
+    torch.testing.assert_close(out[:, :, :2, :], torch.full((2, 1, 2, 8), -2.0))
+    torch.testing.assert_close(out[:, :, 2:, 2:], torch.full((2, 1, 6, 6), 2.0))
+
+
+def test_batch_augment_is_reproducible_and_draws_both_flips(device):
+    x = torch.rand(256, 1, 10, 10).to(device)
+    mean, std = torch.zeros(1, device=device), torch.ones(1, device=device)
+    make = lambda: C.BatchAugment(mean, std, padding=2, generator=torch.Generator(device=device).manual_seed(3))  # noqa: E731
+    a, b = make()(x), make()(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert a.shape == x.shape and a.device == x.device
+    unchanged = (a == x).flatten(1).all(1).float().mean()
+    assert unchanged < 0.2  # most images are flipped and/or shifted
+    plain = C.BatchAugment(torch.full((1,), 0.5, device=device), torch.full((1,), 2.0, device=device), padding=0, flip=False)
+    torch.testing.assert_close(plain(x), (x - 0.5) / 2)
+
+
+# ---------------------------------------------------------------------------------- patch whitening
+
+
+def test_image_patches_match_the_convolution(device):
+    x = torch.randn(3, 2, 7, 7).to(device)
+    w = torch.randn(5, 2, 3, 3).to(device)
+    patches = C.image_patches(x, 3)
+    assert patches.shape == (3 * 25, 18)
+    conv = F.conv2d(x, w)                                        # (3, 5, 5, 5)
+    torch.testing.assert_close(patches @ w.flatten(1).T, conv.permute(0, 2, 3, 1).reshape(-1, 5), rtol=1e-4, atol=1e-4)
+
+
+def test_whitening_filters_compute_pca_whitening(device):
+    g = torch.Generator().manual_seed(1)
+    x = F.avg_pool2d(torch.rand(64, 1, 18, 18, generator=g), 3, 1).to(device)  # correlated neighbours
+    weight, bias = C.whitening_filters(x, size=3, eps=1e-3)
+    assert weight.shape == (18, 1, 3, 3) and bias.shape == (18,)
+    torch.testing.assert_close(weight[9:], -weight[:9])
+    torch.testing.assert_close(bias[9:], -bias[:9])
+    out = F.conv2d(x, weight, bias).permute(0, 2, 3, 1).reshape(-1, 18)[:, :9]
+    patches = C.image_patches(x, 3)
+    expected = preprocess.Whitening("pca", eps=1e-3).fit_transform(patches)
+    torch.testing.assert_close(out, expected, rtol=1e-3, atol=1e-3)
+    cov = preprocess.covariance(out.double())
+    eigvals = preprocess.pca(patches)[0].double()
+    torch.testing.assert_close(cov, torch.diag(eigvals / (eigvals + 1e-3)), rtol=1e-3, atol=1e-3)
+
+
+# -------------------------------------------------------------------------------------- the network
+
+
+def test_build_net_follows_the_recipe(digits):
+    net = C.build_net(TINY, digits.x_train, 10, mean=torch.zeros(1), std=torch.ones(1), generator=torch.Generator().manual_seed(0))
+    assert not net.stem.weight.requires_grad and not net.stem.bias.requires_grad
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    assert all(c.bias is None for c in convs) and any(isinstance(m, nn.BatchNorm2d) for m in net.body)
+    w = convs[1].weight
+    assert abs(float(w.detach().std()) / math.sqrt(2 / (w.shape[1] * 9)) - 1) < 0.15, "He init: std sqrt(2 / fan_in)"
+    plain = C.build_net(TINY.without("whiten", "he_init", "bn"), digits.x_train, 10)
+    assert plain.stem.weight.requires_grad and not any(isinstance(m, nn.BatchNorm2d) for m in plain.body)
+    assert all(c.bias is not None for c in plain.body if isinstance(c, nn.Conv2d))
+    assert abs(float(plain.body[0].weight.detach().std()) - 0.01) < 0.002, "small random init: 0.01·N(0, 1)"
+    assert net(digits.x_train[:4]).shape == (4, 10)
+
+
+def test_optimizer_is_nesterov_sgd_with_warmup_and_decay():
+    net = nn.Linear(3, 2)
+    opt, sched = C.make_optimizer(net, C.Recipe(lr=0.4, warmup=0.25), steps=100)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"]
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.4 * schedules.warmup_cosine_factor(t, 25, 100, start_factor=0.1) for t in range(100)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[0] == pytest.approx(0.04) and max(lrs) == pytest.approx(0.4) and lrs[-1] < 0.001
+    opt, sched = C.make_optimizer(net, C.Recipe(lr=0.4).without("schedule"), steps=100)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.4)
+
+
+# ----------------------------------------------------------------------------------- TTA, ensembles
+
+
+def _small_model(seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 5))
+
+
+def test_tta_averages_probabilities_not_logits(device):
+    model = _small_model(0).to(device)
+    x = torch.randn(16, 1, 6, 6, device=device)
+    model.train()
+    probs = C.tta_probs(model, x)
+    assert model.training, "the model's mode is restored"
+    model.eval()
+    with torch.no_grad():
+        expected = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+        logits_avg = ((model(x) + model(x.flip(-1))) / 2).softmax(1)
+    torch.testing.assert_close(probs, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(probs.sum(1), torch.ones(16, device=device))
+    assert not torch.allclose(probs, logits_avg, atol=1e-4)
+
+
+def test_predict_probs_averages_members_and_views(device):
+    models = [_small_model(s).to(device).eval() for s in (1, 2)]
+    x = torch.randn(10, 1, 6, 6, device=device)
+    with torch.no_grad():
+        logits = [m(v) for m in models for v in (x, x.flip(-1))]
+    torch.testing.assert_close(C.predict_probs(models, x), ensemble.average_probs(logits), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(C.predict_probs(models, x, tta=False), ensemble.average_probs(logits[::2]), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ training runs
+
+
+def test_train_recipe_learns_and_is_reproducible(digits):
+    a = C.train_recipe(TINY, digits, seed=0, eval_each_epoch=True)
+    b = C.train_recipe(TINY, digits, seed=0)
+    assert a.accuracy == b.accuracy > 0.5, f"digits after 3 epochs: {a.accuracy:.3f}"
+    assert len(a.models) == 2 and set(a.evaluations) == {(True, True), (True, False), (False, True), (False, False)}
+    assert a.accuracy == a.evaluations[True, True]
+    for p, q in zip(a.models[0].parameters(), b.models[0].parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert a.train_seconds > 0 and a.compile_seconds == 0
+    frame = pd.DataFrame(a.history)
+    assert {"member", "seed", "epoch", "train_seconds", "train_loss", "test_acc"} <= set(frame.columns)
+    assert len(frame) == TINY.epochs * TINY.members and frame["test_acc"].notna().all()
+    assert list(frame["seed"].unique()) == [0, 1000] and frame.groupby("member")["train_seconds"].is_monotonic_increasing.all()
+    assert C.time_to_accuracy(a.history, 0.0) == a.history[0]["train_seconds"]
+    assert math.isnan(C.time_to_accuracy(a.history, 1.01))
+    single = C.train_recipe(TINY.without("ensemble", "tta"), digits, seed=0)
+    assert len(single.models) == 1 and single.accuracy == single.evaluations[False, False]
+
+
+def test_compile_warmup_leaves_training_unchanged(digits, monkeypatch):
+    """With torch.compile replaced by the identity, the warm-up must restore weights and BN statistics."""
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
+    recipe = TINY.without("ensemble")
+    plain = C.train_recipe(recipe, digits, seed=1)
+    compiled = C.train_recipe(recipe.but(compile=True), digits, seed=1)
+    assert compiled.compile_seconds > 0
+    for p, q in zip(plain.models[0].state_dict().values(), compiled.models[0].state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_step_loop_never_reads_back_to_the_host(digits, monkeypatch):
+    """No .item(), float(), int(), bool() or .tolist() of a tensor inside train_epoch."""
+    recipe = TINY.without("ensemble")
+    mean, std = C.channel_stats(digits.x_train)
+    net = C.build_net(recipe, digits.x_train, 10, mean=mean, std=std)
+    loader = data.DeviceLoader(digits.x_train, digits.y_train, 64, generator=torch.Generator().manual_seed(0),
+                               transform=C.BatchAugment(mean, std, 2, generator=torch.Generator().manual_seed(0)), drop_last=True)
+    opt, sched = C.make_optimizer(net, recipe, len(loader))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a host read-back inside the step loop")
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    loss_sum, correct, n = C.train_epoch(net, loader, opt, sched, 0.2, C.fast_context(torch.device("cpu"), recipe),
+                                         torch.contiguous_format)
+    monkeypatch.undo()
+    assert n == len(loader) * 64 and 0 < float(loss_sum) / n < 5 and 0 <= float(correct) <= n
+
+
+@pytest.mark.gpu
+def test_cuda_fast_path_has_no_sync_and_uses_bf16_channels_last(digits):
+    dev = torch.device("cuda")
+    ds = digits.to(dev)
+    recipe = TINY.without("ensemble")
+    mean, std = C.channel_stats(ds.x_train)
+    net = C.build_net(recipe, ds.x_train, 10, mean=mean, std=std).to(memory_format=torch.channels_last)
+    loader = data.DeviceLoader(ds.x_train, ds.y_train, 64, generator=torch.Generator(device=dev).manual_seed(0),
+                               transform=C.BatchAugment(mean, std, 2, generator=torch.Generator(device=dev).manual_seed(0)),
+                               drop_last=True)
+    opt, sched = C.make_optimizer(net, recipe, len(loader))
+    ctx = C.fast_context(dev, recipe)
+    with ctx:
+        assert net(ds.x_train[:8].contiguous(memory_format=torch.channels_last)).dtype == torch.bfloat16
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        C.train_epoch(net, loader, opt, sched, 0.2, C.fast_context(dev, recipe), torch.channels_last)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    result = C.train_recipe(recipe, ds, seed=0)
+    assert result.accuracy > 0.5
+
+
+@pytest.mark.gpu
+def test_cuda_compile_reports_compile_time(digits):
+    result = C.train_recipe(TINY.without("ensemble").but(compile=True), digits.to("cuda"), seed=0)
+    assert result.compile_seconds > 0 and result.accuracy > 0.5
+
+
+# -------------------------------------------------------------------------------------- the ablation
+
+
+def test_ablation_rows_and_eval_only_tricks(digits):
+    frame = C.ablation(TINY.but(epochs=1), digits, seeds=[0], tricks=("bn", "tta", "ensemble"))
+    assert list(frame["removed"]) == [C.FULL, "bn", "tta", "ensemble"] and frame["final_train_loss"].notna().all()
+    full = C.train_recipe(TINY.but(epochs=1), digits, seed=0)
+    acc = dict(zip(frame["removed"], frame["accuracy"]))
+    assert acc[C.FULL] == full.accuracy
+    assert acc["tta"] == full.evaluations[False, True] and acc["ensemble"] == full.evaluations[True, False]
+    no_bn = C.train_recipe(TINY.but(epochs=1).without("bn"), digits, seed=0)
+    assert acc["bn"] == no_bn.accuracy
+
+
+def test_summary_and_verdicts_follow_the_numbers():
+    frame = pd.DataFrame([
+        {"removed": C.FULL, "seed": s, "accuracy": a, "train_seconds": 1.0} for s, a in enumerate([0.90, 0.91, 0.92])
+    ] + [
+        {"removed": "bn", "seed": s, "accuracy": a, "train_seconds": 1.0} for s, a in enumerate([0.80, 0.81, 0.82])
+    ] + [
+        {"removed": "tta", "seed": s, "accuracy": a, "train_seconds": 1.0} for s, a in enumerate([0.909, 0.912, 0.918])
+    ] + [
+        {"removed": "augment", "seed": s, "accuracy": a, "train_seconds": 0.5} for s, a in enumerate([0.95, 0.96, 0.97])
+    ])
+    summary = C.summarize_ablation(frame)
+    assert list(summary.index) == [C.FULL, "bn", "tta", "augment"]
+    assert summary.loc["bn", "delta"] == pytest.approx(-0.10)
+    assert summary.loc["bn", "std"] == pytest.approx(0.01) and summary.loc["bn", "seeds"] == 3
+    v = C.verdicts(summary, n_test=10_000)
+    assert v["bn"].startswith("helps") and v["tta"].startswith("no measurable") and v["augment"].startswith("hurts")
+    one_seed = C.summarize_ablation(frame[frame["seed"] == 0])
+    assert math.isnan(one_seed.loc["bn", "std"])
+    noise = C.noise_level(one_seed, n_test=2000)
+    assert noise["bn"] == pytest.approx(2 * math.sqrt(2 * 0.8 * 0.2 / 2000))
