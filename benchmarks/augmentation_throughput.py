@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from course_lib import augment  # noqa: E402
+from course_lib import augment, runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,22 +76,16 @@ class Augmented(TensorDataset):
         return self.transform(self.tensors[0][i])
 
 
-def sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so that wall-clock times are real."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_batched(images, transform, batch_size: int, device: torch.device, repeats: int) -> float:
     """Images per second of ``transform`` on batches of ``images`` (already on ``device``); best of ``repeats``."""
     transform(images[:batch_size])  # warm-up (CUDA context, caches)
     best = float("inf")
     for _ in range(repeats):
-        sync(device)
+        runtime.synchronize(device)
         start = time.perf_counter()
         for i in range(0, len(images), batch_size):
             transform(images[i:i + batch_size])
-        sync(device)
+        runtime.synchronize(device)
         best = min(best, time.perf_counter() - start)
     return len(images) / best
 
@@ -106,12 +99,12 @@ def time_per_sample(images_cpu, transform, batch_size: int, device: torch.device
                         pin_memory=device.type == "cuda", persistent_workers=False, prefetch_factor=4 if workers else None)
     it = iter(loader)
     first = next(it).to(device, non_blocking=True)
-    sync(device)
+    runtime.synchronize(device)
     start, n = time.perf_counter(), 0
     for batch in it:
         batch.to(device, non_blocking=True)
         n += len(batch)
-    sync(device)
+    runtime.synchronize(device)
     del first
     return n / (time.perf_counter() - start)
 
@@ -128,6 +121,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the batched side (default: torch's)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks" / "augmentation.json")
     args = parser.parse_args(argv)
+    if args.per_sample_images < 2 * args.batch_size:
+        parser.error("--per-sample-images must be at least 2 x --batch-size: its first batch (worker start-up) "
+                     "is not timed")
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,7 +137,7 @@ def main(argv=None) -> dict:
 
     batched = time_batched(images.to(device), ours, args.batch_size, device, args.repeats)
     per_sample = time_per_sample(images[:min(args.per_sample_images, args.images)], theirs, args.batch_size, device, args.workers)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    name = runtime.device_name(device)
     result = {
         "pipeline": "hflip + crop(32, padding=4) + HSV jitter + fancy PCA, 32x32 RGB",
         "device": str(device), "device_name": name, "cpu_count": os.cpu_count(),

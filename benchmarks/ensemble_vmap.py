@@ -19,11 +19,6 @@ import torch
 from course_lib import data, ensemble, models, runtime
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def run(members: int, *, epochs: int, n_train: int | None, width: int, batch_size: int, device) -> dict:
     """Time both paths for ``members`` models; returns a result row."""
     ds = data.load_dataset("fashion_mnist", device=device, verbose=False)
@@ -34,13 +29,13 @@ def run(members: int, *, epochs: int, n_train: int | None, width: int, batch_siz
     seconds, results = {}, {}
     for kind in ("vmap", "sequential"):
         start_members = ensemble.make_members(factory, range(members))
-        _sync(device)
+        runtime.synchronize(device)
         start = time.perf_counter()
         if kind == "vmap":
             results[kind], _ = ensemble.train_vmap(start_members, make_loader(), epochs=epochs, lr=0.05, momentum=0.9)
         else:
             results[kind] = ensemble.train_sequential(start_members, make_loader, epochs=epochs, lr=0.05, momentum=0.9)
-        _sync(device)
+        runtime.synchronize(device)
         seconds[kind] = time.perf_counter() - start
     gap = max((a - b).abs().max().item() for m1, m2 in zip(results["vmap"], results["sequential"])
               for a, b in zip(m1.parameters(), m2.parameters()))
@@ -58,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     device = runtime.get_device()
     run(2, epochs=1, n_train=1000, width=args.width, batch_size=args.batch_size, device=device)  # warm-up
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = f"{runtime.device_name(device)}, {torch.get_num_threads()} threads"
     print(f"device: {device} ({name})")
     print(f"{'K':>4} {'sequential s':>13} {'vmap s':>9} {'speed-up':>9} {'max |dw|':>10}")
     for k in args.members:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from course_lib import grader  # noqa: E402
+from course_lib import grader, runtime  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -79,16 +78,6 @@ def run(cmd: list[str], cwd: Path) -> float:
     return seconds
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chapter", default="03_initialization")
@@ -118,7 +107,7 @@ def main(argv=None) -> int:
     scores = {n: sorted((s["score"], s["max_score"]) for s in b.values()) for n, b in books.items()}
     same = len({json.dumps(b, sort_keys=True, default=str) for b in
                 [{k: {**v, "timestamp": None} for k, v in b.items()} for b in books.values()]}) == 1
-    print(f"\ndevice: {cpu_name()}; load average before/after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}")
+    print(f"\ndevice: {runtime.device_name('cpu')}; load average before/after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}")
     print(f"chapter {args.chapter}, {args.submissions} submissions, {args.workers} workers, profile "
           f"{os.environ.get('COURSE_PROFILE', 'quick')}")
     print("| mode | seconds | submissions/min |\n|---|---:|---:|")

@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -49,24 +48,6 @@ from course_lib import capstone as C  # noqa: E402
 from course_lib import data, runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's ``model name`` from /proc/cpuinfo."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ------------------------------------------------------------------------------------------ fast path
@@ -106,7 +87,7 @@ def conventional_run(recipe: C.Recipe, root: Path, ds: data.Dataset, seed: int, 
     x_test = C.normalize(ds.x_test, mean, std)
     history, seconds = [], 0.0
     for epoch in range(1, recipe.epochs + 1):
-        sync(device)
+        runtime.synchronize(device)
         started = time.perf_counter()
         net.train()
         running = 0.0
@@ -118,7 +99,7 @@ def conventional_run(recipe: C.Recipe, root: Path, ds: data.Dataset, seed: int, 
             opt.step()
             sched.step()
             running += loss.item()
-        sync(device)
+        runtime.synchronize(device)
         seconds += time.perf_counter() - started
         acc = float(C.accuracy(C.predict_probs([net], x_test, tta=recipe.tta), ds.y_test))
         history.append({"epoch": epoch, "train_seconds": seconds, "train_loss": running / len(loader), "test_acc": acc})
@@ -252,9 +233,9 @@ def time_to_accuracy(args, device, recipe, seeds, targets, root) -> dict:
     """The side-by-side race; prints the table and writes ``time_to_accuracy.json``."""
     started = time.perf_counter()
     ds = data.load_dataset("fashion_mnist", root=root, device=device, verbose=False)
-    sync(device)
+    runtime.synchronize(device)
     load_seconds = time.perf_counter() - started
-    print(f"device: {device} ({device_name(device)}), {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+    print(f"device: {device} ({runtime.device_name(device)}), {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {recipe.epochs} epochs, batch {recipe.batch_size}, "
           f"widths {recipe.widths}, {seeds} seed(s); dataset loaded onto the device in {load_seconds:.2f} s", flush=True)
     fast_runs, conv_runs = [], []
@@ -271,7 +252,7 @@ def time_to_accuracy(args, device, recipe, seeds, targets, root) -> dict:
     conv = summarize(conv_runs, targets) if conv_runs else None
     table = markdown(fast, conv, targets, seeds)
     print("\n" + table)
-    result = {"device": str(device), "device_name": device_name(device), "cpu_count": os.cpu_count(),
+    result = {"device": str(device), "device_name": runtime.device_name(device), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "workers": args.workers,
               "seeds": seeds, "targets": targets, "recipe": dataclasses.asdict(recipe), "fast": fast, "conventional": conv,
               "fast_runs": fast_runs, "conventional_runs": conv_runs, "markdown": table}

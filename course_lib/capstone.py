@@ -389,12 +389,6 @@ class Result:
                 "prep_seconds": self.prep_seconds}
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work (for honest wall-clock times); nothing on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _compile_warmup(net: nn.Module, recipe: Recipe, x: Tensor, y: Tensor, ctx, memory_format) -> nn.Module:
     """``torch.compile(net)``, run on two training steps and one evaluation so that compiling happens here,
     then every weight, buffer and BN statistic restored: training afterwards computes the same thing."""
@@ -416,13 +410,13 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
     draws = torch.Generator(device=device).manual_seed(seed)  # batch order and augmentation, drawn where the data are
     started = time.perf_counter()
     net = build_net(recipe, ds.x_train, ds.num_classes, mean=mean, std=std, generator=generator).to(memory_format=fmt)
-    _sync(device)
+    runtime.synchronize(device)
     prep = time.perf_counter() - started
     model, compile_s = net, 0.0
     if recipe.compile:
         started = time.perf_counter()
         model = _compile_warmup(net, recipe, normalize(ds.x_train, mean, std), ds.y_train, ctx, fmt)
-        _sync(device)
+        runtime.synchronize(device)
         compile_s = time.perf_counter() - started
     transform = BatchAugment(mean, std, recipe.padding if recipe.augment else 0, flip=recipe.augment, generator=draws)
     loader = DeviceLoader(ds.x_train, ds.y_train, recipe.batch_size, shuffle=True, generator=draws,
@@ -433,7 +427,7 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
         loss_sum, correct, n = train_epoch(model, loader, opt, sched, smoothing, ctx, fmt)
-        _sync(device)
+        runtime.synchronize(device)
         seconds += time.perf_counter() - started
         record = {"seed": seed, "epoch": epoch, "train_seconds": seconds,
                   "train_loss": float(loss_sum) / n, "train_acc": float(correct) / n}  # one read per epoch

@@ -4,10 +4,13 @@
 - ``seed_everything(seed)`` seeds Python, NumPy and torch in one call.
 - ``profile()`` is ``COURSE_PROFILE`` (``quick`` or ``full``), by default ``full`` on a GPU and
   ``quick`` otherwise; ``pick(quick=..., full=...)`` chooses a value by profile.
+- ``synchronize(device)`` and ``device_name(device)`` serve timings: wait for queued GPU work, and name
+  the hardware a figure was measured on.
 """
 from __future__ import annotations
 
 import os
+import platform
 import random
 
 import numpy as np
@@ -60,3 +63,32 @@ def pick(*, quick, full):
 def under_autograder() -> bool:
     """True while nbgrader executes the notebook (it sets ``NBGRADER_EXECUTION``)."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def synchronize(device) -> None:
+    """Wait until the work queued on ``device`` has finished (CUDA, MPS), so wall-clock times are real.
+
+    GPU kernels run asynchronously: without this a timer measures only how fast Python queued them.
+    A no-op on the CPU.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def device_name(device) -> str:
+    """The hardware behind ``device``: the GPU's name, or the CPU's ``model name`` from ``/proc/cpuinfo``
+    with its number of cores."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return f"{model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -45,3 +47,18 @@ def test_under_autograder(monkeypatch):
     assert not runtime.under_autograder()
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert runtime.under_autograder()
+
+
+def test_device_name_names_the_cpu_and_synchronize_is_a_no_op_there():
+    name = runtime.device_name("cpu")
+    assert name.endswith(f"({os.cpu_count()} cores)") and len(name) > len(f"({os.cpu_count()} cores)"), name
+    runtime.synchronize("cpu")  # nothing queued on the CPU: returns at once
+
+
+@pytest.mark.gpu
+def test_synchronize_waits_for_cuda_work():
+    x = torch.randn(4096, 4096, device="cuda")
+    y = x @ x
+    runtime.synchronize(y.device)
+    assert torch.cuda.current_stream().query(), "work still queued after synchronize"
+    assert runtime.device_name("cuda") == torch.cuda.get_device_name()
