@@ -29,7 +29,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from course_lib import grader, runtime  # noqa: E402
+from course_lib import runtime  # noqa: E402
+from course_lib.instructor import gradebook  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
             make_course(course, args.chapter, args.submissions)
             seconds = run(cmd, course)
             results[name] = seconds
-            books[name] = grader.snapshot(f"sqlite:///{course / 'build' / 'gradebook.db'}", args.chapter)
+            books[name] = gradebook.snapshot(f"sqlite:///{course / 'build' / 'gradebook.db'}", args.chapter)
             print(f"{name}: {seconds:.1f} s, {60 * args.submissions / seconds:.2f} submissions/min", flush=True)
     finally:
         if not args.keep:

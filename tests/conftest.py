@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root, the devices to test on, and the `gpu` marker's skip."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+SKIP_SANDBOX = "COURSE_SKIP_SANDBOX_TESTS"
+
+
+@pytest.fixture(scope="session")
+def sandbox_required():
+    """The grader's tests need bubblewrap: without it they fail, unless COURSE_SKIP_SANDBOX_TESTS=1 says skip."""
+    from course_lib.instructor.sandbox import bwrap_problem
+
+    problem = bwrap_problem()
+    if problem is None:
+        return
+    if os.environ.get(SKIP_SANDBOX) == "1":
+        pytest.skip(f"{SKIP_SANDBOX}=1: the sandboxed grader is not tested ({problem})")
+    pytest.fail(f"{problem}\n(`make test` installs bubblewrap when run as root; to skip the grader's tests "
+                f"instead, set {SKIP_SANDBOX}=1)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,9 @@ import nbformat
 import pytest
 
 from adversarial import ASSIGNMENT, NOTEBOOK, SOLUTIONS, make_course, run
-from course_lib import sandbox
+from course_lib.instructor import sandbox
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(sandbox.bwrap_problem() is not None, reason="needs a working bubblewrap")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 COURSE_ID = "dnn-tricks"  # nbgrader_config.py's CourseDirectory.course_id
 
 

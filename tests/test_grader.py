@@ -28,10 +28,9 @@ import pytest
 
 from adversarial import ASSIGNMENT, BIN, HIDDEN_MARKERS, env, make_course, run, submit
 from adversarial.cases import CASES
-from course_lib import grader, sandbox
+from course_lib.instructor import gradebook, sandbox
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(sandbox.bwrap_problem() is not None, reason="needs a working bubblewrap")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 EQUALITY = ["correct", "wrong_hidden", "deleted_test", "edited_test", "stderr_noise", "os_exit", "invalid_json"]
 
 
@@ -180,8 +179,8 @@ def test_parallel_grades_equal_sequential_nbgrader(benign):
     seq, par = benign / "seq", benign / "par"
     run(["nbgrader", "autograde", ASSIGNMENT, "--force"], cwd=seq, check=False)  # exits 1: two bad submissions
     run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=par, check=False)
-    want = grader.snapshot(f"sqlite:///{seq / 'build' / 'gradebook.db'}", ASSIGNMENT)
-    got = grader.snapshot(f"sqlite:///{par / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    want = gradebook.snapshot(f"sqlite:///{seq / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    got = gradebook.snapshot(f"sqlite:///{par / 'build' / 'gradebook.db'}", ASSIGNMENT)
     assert set(want) == set(EQUALITY)
     assert got == want
     assert want["correct"]["score"] == 4 and want["wrong_hidden"]["score"] == 3  # not a vacuous comparison
@@ -205,8 +204,8 @@ def test_sigkill_then_rerun_gives_the_same_gradebook(benign):
     assert not _wait_for_no_processes(killed), "workers or kernels outlived the killed grader"
     rerun = run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=killed, check=False)
     assert rerun.stdout.count(" resumed ") >= done_before, rerun.stdout
-    final = grader.snapshot(f"sqlite:///{killed / 'build' / 'gradebook.db'}", ASSIGNMENT)
-    want = grader.snapshot(f"sqlite:///{seq / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    final = gradebook.snapshot(f"sqlite:///{killed / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    want = gradebook.snapshot(f"sqlite:///{seq / 'build' / 'gradebook.db'}", ASSIGNMENT)
     if not want:
         pytest.skip("the sequential run has not run (run the whole module)")
     assert final == want

@@ -17,11 +17,13 @@ The kernel of one submission sees:
   no core files.
 
 ``RLIMIT_NPROC`` does not apply to root, so when the grader runs as root the kernel runs as an
-unprivileged uid (``setpriv``), one uid per worker, so that the limit counts one kernel's processes.
+unprivileged uid (``setpriv``), one uid per worker (``SANDBOX_UID + slot``), so that the limit counts one
+kernel's processes.
 
-:class:`SandboxedKernelManager` is a jupyter ``AsyncKernelManager`` that launches its kernel this way;
-:class:`SandboxedExecute` is nbgrader's ``Execute`` preprocessor with that kernel manager, and is all
-that ``course grade`` changes in nbgrader's autograde pipeline.
+:class:`SandboxProvisioner` launches a kernel this way through jupyter_client's extension point for
+that, a kernel provisioner (registered as ``course-sandbox`` in ``pyproject.toml``); :func:`use_sandbox`
+makes it the default provisioner of the current process (a grading worker). This module never imports
+torch.
 """
 from __future__ import annotations
 
@@ -35,12 +37,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupyter_client.manager import AsyncKernelManager
-from jupyter_core.utils import run_sync
-from nbgrader.preprocessors import Execute
+from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
 from traitlets import Integer, List, Unicode
 
 GiB = 1024 ** 3
+SANDBOX_UID = 60000  # worker slot k runs its kernels as uid SANDBOX_UID + k when the grader is root
+PROVISIONER = "course-sandbox"  # the entry point name in pyproject.toml
 INSTALL_HINT = ("bubblewrap (`bwrap`) is not installed, so submissions cannot be sandboxed. Install it "
                 "(Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: `sudo dnf install bubblewrap`; "
                 "Arch: `sudo pacman -S bubblewrap`), or grade WITHOUT isolation with `--no-sandbox`.")
@@ -108,11 +110,9 @@ def bwrap_problem() -> str | None:
 
 def default_allow() -> list[str]:
     """Folders a kernel needs to read: the Python environment, ``course_lib`` and the data folder."""
-    import course_lib
-
+    package = Path(__file__).resolve().parents[1]  # course_lib/
     paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
-             os.path.dirname(os.path.abspath(course_lib.__file__)),
-             os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(course_lib.__file__))), "data")}
+             str(package), str(package.parent / "data")}
     if os.environ.get("COURSE_DATA"):
         paths.add(os.environ["COURSE_DATA"])
     return sorted(os.path.realpath(p) for p in paths if os.path.isdir(p))
@@ -200,131 +200,69 @@ def reap() -> int:
     return killed
 
 
-class SandboxedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernel runs under bubblewrap and talks over Unix sockets.
+def _chown_tree(path: str, uid: int) -> None:
+    for d, _, files in os.walk(path):
+        os.chown(d, uid, uid)
+        for f in files:
+            os.chown(os.path.join(d, f), uid, uid, follow_symlinks=False)
 
-    Configured through traitlets (``course grade`` sets these in the worker's nbgrader config).
+
+class SandboxProvisioner(LocalProvisioner):
+    """jupyter_client's local provisioner, with the kernel launched under bubblewrap over Unix sockets.
+
+    ``pre_launch`` puts the connection file and the ``ipc`` sockets in a private, short-pathed run
+    folder, switches interrupts to messages (a SIGINT sent to the kernel's process group would reach
+    bwrap, which would die of it and take the kernel along), and wraps the kernel command with
+    :func:`bwrap_argv`. Configured through traitlets of the kernel manager's config.
     """
 
-    memory = Integer(4 * GiB, help="RLIMIT_DATA of the kernel, bytes").tag(config=True)
-    processes = Integer(256, help="RLIMIT_NPROC inside the sandbox").tag(config=True)
-    cpu_seconds = Integer(3600, help="RLIMIT_CPU of each kernel process, seconds").tag(config=True)
-    file_size = Integer(1 * GiB, help="RLIMIT_FSIZE, bytes").tag(config=True)
+    memory = Integer(Limits.memory, help="RLIMIT_DATA of the kernel, bytes").tag(config=True)
+    processes = Integer(Limits.processes, help="RLIMIT_NPROC inside the sandbox").tag(config=True)
+    cpu_seconds = Integer(Limits.cpu_seconds, help="RLIMIT_CPU of each kernel process, seconds").tag(config=True)
+    file_size = Integer(Limits.file_size, help="RLIMIT_FSIZE, bytes").tag(config=True)
     hide = List(Unicode(), help="extra folders to hide from the kernel").tag(config=True)
     allow = List(Unicode(), help="folders mounted back read-only inside hidden ones").tag(config=True)
-    run_uid = Integer(-1, help="uid to run the kernel as when the grader is root (-1: 60000)").tag(config=True)
+    run_uid = Integer(SANDBOX_UID, help="uid to run the kernel as when the grader is root").tag(config=True)
 
-    _rundir: str | None = None
+    rundir: str | None = None
 
-    async def _async_pre_start_kernel(self, **kw):
-        """Put the connection file and the ipc sockets in a private, short-pathed run folder."""
-        self._rundir = tempfile.mkdtemp(prefix="cg-")  # short: a Unix socket path has at most 107 bytes
-        RUNDIRS.append(self._rundir)
-        self.transport = "ipc"
-        self.ip = os.path.join(self._rundir, "k")
-        self.connection_file = os.path.join(self._rundir, "kernel.json")
-        return await super()._async_pre_start_kernel(**kw)
-
-    async def _async_launch_kernel(self, kernel_cmd, **kw):
-        """Wrap the kernel command in bwrap (and setpriv as root); keep only a few environment variables."""
-        workdir = os.path.realpath(kw.get("cwd") or os.getcwd())
-        _seed_matplotlib_cache(os.path.join(self._rundir, "mpl"))
+    async def pre_launch(self, **kwargs):
+        km = self.parent
+        self.rundir = tempfile.mkdtemp(prefix="cg-")  # short: a Unix socket path has at most 107 bytes
+        RUNDIRS.append(self.rundir)
+        km.transport = "ipc"
+        km.ip = os.path.join(self.rundir, "k")
+        km.connection_file = os.path.join(self.rundir, "kernel.json")
+        self.kernel_spec.interrupt_mode = "message"
+        env = kwargs.pop("env", None) or dict(os.environ)
+        kwargs = await super().pre_launch(**kwargs)
+        workdir = os.path.realpath(kwargs.get("cwd") or os.getcwd())
+        _seed_matplotlib_cache(os.path.join(self.rundir, "mpl"))
         uid = None
         if os.geteuid() == 0:
-            uid = self.run_uid if self.run_uid >= 0 else 60000
-            for d, _, files in os.walk(workdir):
-                os.chown(d, uid, uid)
-                for f in files:
-                    os.chown(os.path.join(d, f), uid, uid, follow_symlinks=False)
-            for d, _, files in os.walk(self._rundir):
-                os.chown(d, uid, uid)
-                for f in files:
-                    os.chown(os.path.join(d, f), uid, uid)
-            os.chmod(self._rundir, 0o755)
-        policy = Policy(workdir=workdir, rundir=self._rundir, hide=tuple(self.hide),
+            uid = self.run_uid
+            _chown_tree(workdir, uid)
+            _chown_tree(self.rundir, uid)
+            os.chmod(self.rundir, 0o755)
+        policy = Policy(workdir=workdir, rundir=self.rundir, hide=tuple(self.hide),
                         allow=tuple(default_allow() + list(self.allow)),
                         limits=Limits(self.memory, self.processes, self.cpu_seconds, self.file_size), uid=uid)
-        env = kw.pop("env", None) or dict(os.environ)
-        argv = bwrap_argv(kernel_cmd, policy, env)
-        self.log.debug("sandboxed kernel: %s", argv)
-        result = await super()._async_launch_kernel(argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, **kw)
-        process = getattr(self.provisioner, "process", None)
-        if process is not None:
-            LAUNCHED.append(process)
-        return result
+        kwargs["cmd"] = bwrap_argv(kwargs["cmd"], policy, env)
+        kwargs["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.log.debug("sandboxed kernel: %s", kwargs["cmd"])
+        return kwargs
 
-    async def _async_interrupt_kernel(self) -> None:
-        """Interrupt by message (ipykernel then signals itself and its children inside the sandbox).
+    async def launch_kernel(self, cmd, **kwargs):
+        info = await super().launch_kernel(cmd, **kwargs)
+        LAUNCHED.append(self.process)
+        return info
 
-        A SIGINT sent from outside to the kernel's process group would also reach bwrap, which would
-        die of it and take the kernel along.
-        """
-        if not self.has_kernel:
-            return await super()._async_interrupt_kernel()
-        import zmq
-
-        sock = zmq.Context.instance().socket(zmq.DEALER)  # a plain socket: the message leaves now
-        sock.linger = 2000
-        sock.connect(self._make_url("control"))
-        self.session.send(sock, self.session.msg("interrupt_request", content={}))
-        sock.close()
-
-    interrupt_kernel = _async_interrupt_kernel  # the base class binds its own coroutine at class creation
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart=restart)
-        if self._rundir and not restart:
-            shutil.rmtree(self._rundir, ignore_errors=True)
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        if self.rundir and not restart:
+            shutil.rmtree(self.rundir, ignore_errors=True)
 
 
-# Run (silently) before every graded test cell: undo a student's monkeypatching of the references the
-# tests rely on. It re-imports course_lib.grading from disk (and rebinds the notebook's names for it) and
-# puts torch's comparison functions back from torch's C core, whose attributes cannot be reassigned.
-GUARD_SOURCE = """
-def __course_guard():
-    import importlib, sys
-    old = sys.modules.get("course_lib.grading")
-    if old is not None:
-        del sys.modules["course_lib.grading"]
-        new = importlib.import_module("course_lib.grading")
-        user = sys.modules["__main__"].__dict__
-        for name, value in list(user.items()):
-            if value is old:
-                user[name] = new
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        core = torch._C._VariableFunctions
-        for name in ("allclose", "isclose", "equal", "eq"):
-            setattr(torch, name, getattr(core, name))
-__course_guard()
-del __course_guard
-"""
-
-
-class GuardedExecute(Execute):
-    """nbgrader's ``Execute``, which before each graded cell silently runs :data:`GUARD_SOURCE`.
-
-    This stops a student cell that replaces ``course_lib.grading``'s functions or ``torch.allclose``
-    from passing a wrong answer. It is no defence against code that rewrites the interpreter itself
-    (``builtins``, ``sys.modules``, import hooks); the sandbox bounds what such code can reach.
-    """
-
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-            run_sync(self._guard)()
-        return super().preprocess_cell(cell, resources, index)
-
-    async def _guard(self):
-        msg_id = self.kc.execute(GUARD_SOURCE, silent=True, store_history=False, allow_stdin=False)
-        try:
-            await self.async_wait_for_reply(msg_id)
-        except Exception as err:  # noqa: BLE001 - a stuck kernel fails the test cell that follows instead
-            self.log.warning("grading guard did not run: %r", err)
-
-
-class SandboxedExecute(GuardedExecute):
-    """nbgrader's ``Execute`` (guarded), its kernel in a bubblewrap sandbox; nothing else differs."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
-        super().__init__(*args, **kwargs)
+def use_sandbox() -> None:
+    """Make :class:`SandboxProvisioner` the default provisioner of every kernel this process starts."""
+    KernelProvisionerFactory.instance().default_provisioner_name = PROVISIONER

@@ -4,6 +4,11 @@
   what was expected and what came back: shapes, the worst element, and its relative error.
 - :func:`call_without_reference` runs a student's function with the reference implementations
   disabled, so that a function which merely calls ``course_lib`` (or ``torch.nn.init``) fails.
+
+While ``course grade`` grades a submission (``COURSE_GRADING_REPORT=1`` in the kernel), every check
+also reports what the student's code returned (:mod:`course_lib.grading.report`), and the grader
+compares it, outside the kernel, with the value the instructor's solution produced. The comparison
+in the kernel stays: it gives the student the message, in JupyterLab's Validate too.
 """
 from __future__ import annotations
 
@@ -13,13 +18,16 @@ import types
 from typing import Callable, Iterable
 
 import numpy as np
-import torch
+
+from . import report  # noqa: F401 - torch is imported where it is used, so the grader can read report
 
 _TRIPWIRE_MARK = "course_lib reference called by the graded function"
 
 
-def _as_tensor(value, name: str) -> torch.Tensor:
+def _as_tensor(value, name: str):
     """Convert numbers, sequences, NumPy arrays and tensors to a float64 CPU tensor."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64)
     try:
@@ -35,6 +43,10 @@ def assert_close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, na
     the expected and returned values there, and the relative error ``|a - e| / max(|e|, 1e-12)``.
     NaNs compare equal only to NaNs.
     """
+    import torch
+
+    if report.enabled():
+        report.close(name, actual, expected, rtol=rtol, atol=atol)
     if actual is None:
         raise AssertionError(f"{name}: expected a value, got None (did the function forget to `return`?)")
     got, want = _as_tensor(actual, name), _as_tensor(expected, name)
@@ -111,7 +123,13 @@ def assert_raises(exception: type[BaseException], fn: Callable, *args, name: str
     try:
         result = fn(*args, **kwargs)
     except exception:
+        if report.enabled():
+            report.raised(label, True)
         return
     except Exception as err:  # noqa: BLE001 - report whatever came back
+        if report.enabled():
+            report.raised(label, False)
         raise AssertionError(f"{label}: expected {exception.__name__}, got {type(err).__name__}: {err}") from None
+    if report.enabled():
+        report.raised(label, False)
     raise AssertionError(f"{label}: expected {exception.__name__}, but it returned {result!r}")

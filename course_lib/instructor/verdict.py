@@ -1,0 +1,101 @@
+"""The verdict of a graded cell, decided outside the kernel.
+
+The checks of a graded test cell report the student's values (:mod:`course_lib.grading.report`). The
+expected values come from a *trusted run*: the instructor's solution notebook, graded the same way
+(same sandbox, same seeds, experiments skipped), whose reports :func:`record` keeps once per
+assignment. :func:`compare` then decides, in the grader's process:
+
+- the cell must report exactly the checks the trusted run reported, in the same order and with the same
+  names (a skipped, silenced or short-circuited check reports nothing and fails);
+- each value must equal the trusted one within the trusted run's tolerances, by ``numpy.isclose``'s rule
+  ``|actual - expected| <= atol + rtol * |expected|`` (NaN equals NaN); a check that an exercise's
+  policy lists in ``self_checks`` compares with the expected value of the student's own run instead
+  (its expected value is derived from the student's code, e.g. two draws with one seed);
+- an ``assert_raises`` check must have raised.
+
+A graded cell whose trusted run reported no check keeps nbgrader's in-kernel verdict only.
+"""
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+
+from course_lib.grading.report import MIME, decode
+
+
+def reports(cell) -> list[dict]:
+    """The check reports among a cell's outputs, in order."""
+    out = []
+    for o in cell.get("outputs", []):
+        payload = o.get("data", {}).get(MIME) if o.get("output_type") == "display_data" else None
+        if isinstance(payload, dict):
+            out.append(payload)
+    return out
+
+
+def strip_reports(cell) -> None:
+    """Remove the check reports from a cell's outputs (they are for the grader only)."""
+    cell["outputs"] = [o for o in cell.get("outputs", [])
+                       if not (o.get("output_type") == "display_data" and MIME in o.get("data", {}))]
+
+
+def trusted_checks(payloads: list[dict]) -> list[dict]:
+    """What to keep of the trusted run's reports: kind, name, tolerances, the expected value."""
+    keep = []
+    for p in payloads:
+        entry = {"kind": p.get("kind"), "name": p.get("name")}
+        if p.get("kind") == "close":
+            entry.update(rtol=p["rtol"], atol=p["atol"], expected=p["expected"])
+        else:
+            entry["raised"] = p.get("raised")
+        keep.append(entry)
+    return keep
+
+
+def _describe(actual: np.ndarray, want: np.ndarray, ok: np.ndarray, rtol: float, atol: float, name: str) -> str:
+    err = np.where(ok, 0.0, np.nan_to_num(np.abs(actual - want), nan=np.inf))
+    flat = int(np.argmax(err))
+    index = tuple(int(i) for i in np.unravel_index(flat, want.shape)) if want.ndim else ()
+    e, a = float(want.reshape(-1)[flat]), float(actual.reshape(-1)[flat])
+    return (f"{name}: {int((~ok).sum())} of {ok.size} elements differ from the instructor's solution "
+            f"(rtol={rtol:g}, atol={atol:g}); worst at index {index}: expected {e:.6g}, got {a:.6g} "
+            f"(relative error {abs(a - e) / max(abs(e), 1e-12):.3g})")
+
+
+def _close(trusted: dict, got: dict, own_expected: bool) -> str | None:
+    name = trusted["name"]
+    try:
+        actual = decode(got["actual"])
+    except (KeyError, TypeError, ValueError) as err:
+        return f"{name}: the value returned could not be compared ({err})"
+    try:
+        want = decode(got["expected"] if own_expected else trusted["expected"])
+    except (KeyError, TypeError, ValueError) as err:
+        return f"{name}: no expected value to compare with ({err})"
+    if actual.shape != want.shape:
+        return f"{name}: expected shape {want.shape}, got shape {actual.shape}"
+    ok = np.isclose(actual, want, rtol=trusted["rtol"], atol=trusted["atol"], equal_nan=True)
+    return None if ok.all() else _describe(actual, want, ok, trusted["rtol"], trusted["atol"], name)
+
+
+def compare(trusted: list[dict] | None, got: list[dict], self_checks=()) -> str | None:
+    """``None`` if the student's reports pass the trusted checks, else the first reason they do not."""
+    if not trusted:
+        return None
+    if len(got) < len(trusted):
+        missing = trusted[len(got)]["name"]
+        return (f"the test made {len(got)} of its {len(trusted)} checks; the first one missing is {missing!r} "
+                "(a check that does not run scores 0)")
+    if len(got) > len(trusted):
+        return f"the test reported {len(got)} checks instead of {len(trusted)}: extra reports came from the code"
+    for t, g in zip(trusted, got):
+        if not isinstance(g, dict) or g.get("kind") != t["kind"] or g.get("name") != t["name"]:
+            return f"the check {t['name']!r} ran differently (got {g.get('name') if isinstance(g, dict) else g!r})"
+        if t["kind"] == "close":
+            problem = _close(t, g, any(fnmatch.fnmatchcase(t["name"], p) for p in self_checks))
+            if problem:
+                return problem
+        elif g.get("raised") is not True or t.get("raised") is not True:
+            return f"{t['name']}: the expected exception was not raised"
+    return None
