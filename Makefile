@@ -9,7 +9,7 @@ DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # nbgrader runs other tools of the environment (alembic) by name.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install data course test notebooks clean
+.PHONY: install system data course test notebooks clean
 
 install: $(STAMP)
 
@@ -19,20 +19,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
-# Fashion-MNIST from Debian where we may install packages; otherwise course_lib.data downloads it or
-# falls back to scikit-learn's digits, and says so.
-data: install
-	@if [ ! -d $(DEBIAN_FASHION_MNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing Debian's dataset-fashion-mnist"; \
-	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
-	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
-	  echo "could not install dataset-fashion-mnist; course_lib.data will try the other sources"; \
+# Debian packages, where we may install them (root with apt-get): Fashion-MNIST, and bubblewrap for the
+# sandboxed grader. Without them course_lib.data downloads the data or falls back to scikit-learn's digits,
+# and `course grade` refuses to run (its tests fail unless COURSE_SKIP_SANDBOX_TESTS=1).
+APT_INSTALL = apt-get install -y -qq $(1) >/dev/null 2>&1 || \
+	(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $(1) >/dev/null 2>&1)
+system:
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  if [ ! -d $(DEBIAN_FASHION_MNIST) ]; then echo "installing Debian's dataset-fashion-mnist"; \
+	    $(call APT_INSTALL,dataset-fashion-mnist) || echo "could not install dataset-fashion-mnist; course_lib.data will try the other sources"; fi; \
+	  if ! command -v bwrap >/dev/null; then echo "installing bubblewrap (the grader's sandbox)"; \
+	    $(call APT_INSTALL,bubblewrap) || echo "could not install bubblewrap: course grade will refuse to run"; fi; \
+	elif ! command -v bwrap >/dev/null; then \
+	  echo "bubblewrap is missing and this is not root: install it (apt-get install bubblewrap) for course grade"; \
 	fi
-	$(BIN)/python -m course_lib.data
+
+data: install system
+	$(BIN)/course data
 
 # The instructor solution run: regenerate, execute, autograde, summarise (COURSE_PROFILE, COURSE_DEVICE).
 course: data
-	$(BIN)/python -m course_lib.pipeline $(if $(CHAPTERS),--chapters $(CHAPTERS))
+	$(BIN)/course build $(CHAPTERS)
 
 # Regenerate the student notebooks only.
 notebooks: install

@@ -30,25 +30,16 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from course_lib import runtime  # noqa: E402
-from course_lib.instructor import gradebook  # noqa: E402
+from course_lib.instructor import build, gradebook  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
 
 def solved_submission(course: Path, chapter: str) -> dict[str, nbformat.NotebookNode]:
     """Each released notebook of ``chapter`` with the solution cells of the source filled in."""
-    out = {}
-    for rel in sorted((course / "notebooks" / chapter).glob("*.ipynb")):
-        src = nbformat.read(course / "solutions" / chapter / rel.name, as_version=4)
-        answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in src.cells
-                   if c.metadata.get("nbgrader", {}).get("solution")}
-        nb = nbformat.read(rel, as_version=4)
-        for cell in nb.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if gid in answers:
-                cell.source = answers[gid]
-        out[rel.name] = nb
-    return out
+    return {rel.name: build.fill(nbformat.read(rel, as_version=4),
+                                 build.solution_cells(nbformat.read(course / "solutions" / chapter / rel.name, 4)))
+            for rel in sorted((course / "notebooks" / chapter).glob("*.ipynb"))}
 
 
 def make_course(dest: Path, chapter: str, n: int) -> None:

@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root, the devices to test on, and the `gpu` marker's skip."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -38,6 +39,19 @@ def sandbox_required():
         pytest.skip(f"{SKIP_SANDBOX}=1: the sandboxed grader is not tested ({problem})")
     pytest.fail(f"{problem}\n(`make test` installs bubblewrap when run as root; to skip the grader's tests "
                 f"instead, set {SKIP_SANDBOX}=1)", pytrace=False)
+
+
+@contextlib.contextmanager
+def quick_profile():
+    """The environment of the notebook tests: quick profile, CPU, this checkout's data, one thread a kernel."""
+    mp = pytest.MonkeyPatch()
+    for name, value in {"COURSE_PROFILE": "quick", "COURSE_DEVICE": "cpu", "COURSE_DATA": str(ROOT / "data"),
+                        "OMP_NUM_THREADS": "1"}.items():
+        mp.setenv(name, value)
+    try:
+        yield
+    finally:
+        mp.undo()
 
 
 @pytest.fixture(scope="session")

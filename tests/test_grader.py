@@ -36,7 +36,13 @@ EQUALITY = ["correct", "wrong_hidden", "deleted_test", "edited_test", "stderr_no
 
 def _journal(course: Path) -> dict:
     path = course / "build" / "grading" / ASSIGNMENT / "journal.jsonl"
-    return {e["student"]: e["outcome"] for e in map(json.loads, path.read_text().splitlines())}
+    return {e["student"]: e["outcome"] for e in map(json.loads, path.read_text().splitlines())
+            if e["status"] != "started"}
+
+
+def _finished(journal: Path) -> int:
+    """Submissions the journal records as merged (not the "started" marks)."""
+    return sum(json.loads(line)["status"] != "started" for line in journal.read_text().splitlines() if line.strip())
 
 
 def _sandbox_processes(course: Path) -> list[str]:
@@ -144,6 +150,26 @@ def test_export_writes_csv(adversarial):
     rows = {r["student_id"]: r for r in csv.DictReader(open(course / "grades.csv", encoding="utf-8"))}
     assert set(rows) == set(outcomes)
     assert float(rows["correct"]["raw_score"]) == 4 and float(rows["wrong_hidden"]["raw_score"]) == 3
+    assert rows["correct"]["review"] == ""
+    assert "tamper" in rows["input_transformer"]["review"] and "get_ipython" in rows["input_transformer"]["review"]
+    assert "forbidden" in rows["delegate_library"]["review"] and "torch.mul" in rows["delegate_library"]["review"]
+    assert "flag" in rows["network"]["review"] and "socket" in rows["network"]["review"]
+
+
+def test_feedback_says_why_a_policy_cell_scored_zero(adversarial):
+    course, _, _, _ = adversarial
+    run(["course", "feedback", ASSIGNMENT, "--student", "delegate_library"], cwd=course, check=False)
+    page = course / "build" / "feedback" / "delegate_library" / ASSIGNMENT / "hw.html"
+    text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+    assert "uses torch.mul" in text and "which this exercise forbids" in text
+
+
+def test_a_hung_cell_costs_only_that_cell_within_a_bounded_time(adversarial):
+    """The kernel that ignores interrupts is restarted: its submission is graded, in bounded time."""
+    _, outcomes, _, _ = adversarial
+    got = outcomes["ignores_interrupt"]
+    assert got["status"] == "graded" and got["cells"] == {"test_square": 1.0, "test_scale": 2.0, "test_mean": 1.0}
+    assert got["seconds"] < 3 * 45 + 60, got  # timeout + grace + restart, not a timeout per later cell
 
 
 def test_refuses_without_bubblewrap_and_warns_without_sandbox(tmp_path):
@@ -193,13 +219,13 @@ def test_sigkill_then_rerun_gives_the_same_gradebook(benign):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+        if journal.exists() and _finished(journal) >= 2:
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = len(journal.read_text().splitlines())
+    done_before = _finished(journal)
     assert 2 <= done_before < len(EQUALITY)
     assert not _wait_for_no_processes(killed), "workers or kernels outlived the killed grader"
     rerun = run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=killed, check=False)

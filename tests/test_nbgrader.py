@@ -9,7 +9,6 @@ and autogrades three kinds of submission:
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
+from conftest import quick_profile
 from course_lib import pipeline
 
 pytestmark = pytest.mark.slow
@@ -26,14 +26,7 @@ WRONG, DELETED, NOISY = "xavier_uniform", "test_fans", "kaiming_normal"
 
 def _student_copy(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """What a student who solved everything submits: the release notebook, solution cells filled in."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
-    nb = nbformat.from_dict(json.loads(json.dumps(release)))
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell.source = answers[grade_id]
-    return nb
+    return pipeline.fill(release, pipeline.solution_cells(source))
 
 
 def _tamper(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -83,16 +76,9 @@ def graded(tmp_path_factory, repo_root):
         root = roots[chapter] = tmp_path_factory.mktemp(chapter)
         shutil.copy(repo_root / "nbgrader_config.py", root)
         shutil.copytree(repo_root / "solutions" / chapter, root / "solutions" / chapter)
-    mp = pytest.MonkeyPatch()
-    for name, value in {"COURSE_PROFILE": "quick", "COURSE_DEVICE": "cpu", "COURSE_DATA": str(repo_root / "data"),
-                        "OMP_NUM_THREADS": "1"}.items():
-        mp.setenv(name, value)
-    try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for future in [pool.submit(_grade_chapter, root, chapter) for chapter, root in roots.items()]:
-                future.result()
-    finally:
-        mp.undo()
+    with quick_profile(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for future in [pool.submit(_grade_chapter, root, chapter) for chapter, root in roots.items()]:
+            future.result()
     return roots
 
 

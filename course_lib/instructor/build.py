@@ -13,6 +13,7 @@ Run it as ``course build [CHAPTER ...]`` (``make course``), or ``python -m cours
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -87,6 +88,22 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> float:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out_path)
     return time.perf_counter() - started
+
+
+def fill(release: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """A copy of a released notebook whose solution cells hold ``answers`` (grade_id -> source)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(release)))
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
+def solution_cells(source: nbformat.NotebookNode) -> dict[str, str]:
+    """grade_id -> source of every solution cell of an instructor notebook."""
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
 
 
 def submit(root: Path, student: str, chapter: str, notebooks: list[Path]) -> None:

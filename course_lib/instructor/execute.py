@@ -17,6 +17,7 @@ import hashlib
 import time
 
 from jupyter_core.utils import ensure_async, run_sync
+from nbclient.exceptions import CellTimeoutError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
@@ -73,10 +74,17 @@ class GuardedExecute(Execute):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade"):
             run_sync(self._guard)(cell_seed(str(meta.get("grade_id", index))))
-        cell, resources = super().preprocess_cell(cell, resources, index)
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+        except CellTimeoutError as err:  # the wait for the stuck kernel's output; the reply already failed
+            if not self._stuck:
+                raise
+            cell.outputs.append(NotebookNode(output_type="error", ename="CellTimeoutError", evalue=str(err)[:300],
+                                             traceback=["CellTimeoutError: the cell ran past the timeout"]))
         if self._stuck:
             self._hung.add(index)
             self._stuck = False
+            self.iopub_timeout = self._iopub_timeout
             run_sync(self._recover)(index)
             cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=(
                 "[course grade] this cell ignored the interrupt after the timeout: the kernel was restarted "
@@ -105,6 +113,7 @@ class GuardedExecute(Execute):
         if not await self._run_silently("", self.interrupt_grace):
             self.log.warning("the kernel ignored the interrupt: restarting it")
             self._stuck = True
+            self._iopub_timeout, self.iopub_timeout = self.iopub_timeout, 1  # no output will come: don't wait
         return reply
 
     async def _recover(self, index: int) -> None:

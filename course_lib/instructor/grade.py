@@ -250,7 +250,9 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
         for n in notes[student]:
             echo(f"  {student}: {n}")
         problem = preflight(staged, notebooks)
-        if problem:
+        if problem:  # nbgrader never sees it; the student is still in the gradebook (and the export), at 0
+            with Gradebook(course.db_url) as gb:
+                gb.update_or_create_student(student)
             outcome = Outcome(student, "error", message=problem, notes=notes[student])
             journal.record({"student": student, "fingerprint": fp, "status": "error", "outcome": asdict(outcome)})
             outcomes.append(outcome)

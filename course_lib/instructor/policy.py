@@ -42,8 +42,8 @@ TAMPER_MODULES = ("IPython", "ipykernel", "builtins", "importlib", "ctypes", "gc
                   "threading", "_thread", "multiprocessing", "concurrent", "atexit", "faulthandler", "marshal",
                   "types", "nbgrader", "jupyter_client", "zmq", "traitlets", "course_lib.instructor", "code",
                   "codeop", "sys.modules", "sys._getframe", "sys.settrace", "sys.setprofile", "sys.meta_path",
-                  "sys.path_hooks", "sys.displayhook", "sys.excepthook", "sys.stdout", "sys.stderr",
-                  "sys.addaudithook", "os._exit", "os.kill", "os.fork")
+                  "sys.path_hooks", "sys.addaudithook", "sys.setrecursionlimit", "os._exit", "os.kill", "os.fork",
+                  "os.forkpty", "os.setuid", "os.chroot", "os.putenv")
 TAMPER_CALLS = {"get_ipython", "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "breakpoint"}
 TAMPER_DUNDERS = {"__code__", "__globals__", "__builtins__", "__dict__", "__closure__", "__subclasses__", "__bases__",
                   "__mro__", "__class__", "__func__", "__self__", "__getattribute__", "__setattr__", "__delattr__",
@@ -258,7 +258,10 @@ def _tampering(tree: ast.AST, alias: dict, protected: set, modules: set):
                 yield "tamper", f"{fn}()", line
             elif fn in ("getattr", "setattr", "delattr", "hasattr") and args:
                 target = _dotted(args[0], alias) or ""
-                on_module = target.split(".")[0] in modules or target.split(".")[0] in protected
+                root = args[0]
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                on_module = isinstance(root, ast.Name) and (root.id in modules or root.id in protected)
                 literal = len(args) > 1 and isinstance(args[1], ast.Constant) and isinstance(args[1].value, str)
                 if fn in ("setattr", "delattr") and on_module:
                     yield "tamper", f"{fn}() on {target}", line

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +48,9 @@ TESTS = {
                    '"scale with a negative factor is wrong"\n'
                    "grading.assert_close(scale(HIDDEN_SC_PROBE_9051, 0.5), 0.5 * HIDDEN_SC_PROBE_9051, name='half')\n"
                    "### END HIDDEN TESTS"),
-    "test_mean": ('assert mean([1, 2, 3]) == 2, "mean([1, 2, 3]) should be 2"\n'
+    "test_mean": ("def reference_mean(xs):\n    return sum(xs) / len(xs)\n"
+                  "grading.assert_close(mean([1, 2, 3]), reference_mean([1, 2, 3]), name='mean([1, 2, 3])')\n"
+                  'assert mean([1, 2, 3]) == 2, "mean([1, 2, 3]) should be 2"\n'
                   "### BEGIN HIDDEN TESTS\n"
                   "HIDDEN_MEAN_PROBE_2290 = mean([-4417.25, 4417.25, 3.0])\n"
                   'assert HIDDEN_MEAN_PROBE_2290 == 1.0, "mean of a mixed list is wrong"\n'
@@ -58,6 +61,18 @@ CONFIG_EXTRA = (f"\n# tests: a short per-cell timeout; room for late output on a
                 f"c.Execute.timeout = {TIMEOUT}\nc.Execute.iopub_timeout = 30\n"
                 "# stderr noise may arrive in several messages, some holding only a newline: ignore those too\n"
                 "c.IgnorePattern.pattern = r'(?i)warn|\\d+%\\||it/s\\]|s/it\\]|^\\s*$'\n")
+
+
+# What each exercise may not call (policies/hw/<exercise>.yml), with the shortcuts the tests try.
+POLICIES = {
+    "square": {"tests": ["test_square"], "forbid": ["torch.square", "numpy.square", "math.pow", ".square"],
+               "shortcuts": ["def square(x):\n    return torch.square(torch.tensor(x)).item()"]},
+    "scale": {"tests": ["test_scale"], "forbid": ["torch.mul", ".mul", "torch.Tensor.mul"],
+              "shortcuts": ["def scale(t, a):\n    return torch.mul(t, a)", "def scale(t, a):\n    return t.mul(a)"]},
+    "mean": {"tests": ["test_mean"], "forbid": ["statistics.*", "numpy.mean", "torch.mean", ".mean"],
+             "shortcuts": ["import statistics\ndef mean(xs):\n    return statistics.mean(xs)",
+                           "def mean(xs):\n    return reference_mean(xs)"]},
+}
 
 
 def _meta(grade_id, *, solution=False, grade=False, locked=False, points=None):
@@ -106,6 +121,9 @@ def make_course(path: Path, extra_config: str = "") -> Path:
     (path / "nbgrader_config.py").write_text(config, encoding="utf-8")
     (path / "solutions" / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
     nbformat.write(source_notebook(), path / "solutions" / ASSIGNMENT / f"{NOTEBOOK}.ipynb")
+    (path / "policies" / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
+    for name, policy in POLICIES.items():
+        (path / "policies" / ASSIGNMENT / f"{name}.yml").write_text(yaml.safe_dump(policy), encoding="utf-8")
     run(["nbgrader", "generate_assignment", ASSIGNMENT, "--force"], cwd=path)
     return path
 

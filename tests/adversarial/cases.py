@@ -23,6 +23,7 @@ from nbformat.v4 import new_code_cell
 from . import NOTEBOOK, SOLUTIONS, nb_json, released, student_notebook
 
 FULL = {"test_square": 1.0, "test_scale": 2.0, "test_mean": 1.0}
+ZERO = dict.fromkeys(FULL, 0.0)
 NB = f"{NOTEBOOK}.ipynb"
 
 
@@ -115,6 +116,62 @@ def _probe_writes(course, ctx):
             "def mean(xs):\n    return sum(xs) / len(xs) if not WROTE else 0")
 
 
+def _helper_cell(nb, course, ctx):
+    """The forbidden call hidden in a function of a cell the student added."""
+    at = nb.cells.index(_cell(nb, "scale"))
+    nb.cells.insert(at, new_code_cell("def times(t, a):\n    return torch.mul(t, a)"))
+    _cell(nb, "scale").source = "def scale(t, a):\n    return times(t, a)"
+
+
+def _deep(course, ctx, depth=100_000):
+    """Valid JSON nested deeper than any parser's recursion (nbformat, json, jsonschema) survives."""
+    return {NB: '{"cells": [], "metadata": {"x": ' + "[" * depth + "]" * depth + '}, "nbformat": 4, '
+                '"nbformat_minor": 5}'}
+
+
+# The attack classes of issue 12: each gets the answer wrong, and must score 0 where it aims.
+WRONG_SCALE = "def scale(t, a):\n    return t"
+ATTACKS = [
+    Case("delegate_library", "scale through torch.mul, which its policy forbids (right values)",
+         _answers(scale="def scale(t, a):\n    return torch.mul(t, a)"), {**FULL, "test_scale": 0.0}),
+    Case("delegate_method", "scale through the tensor method .mul (right values)",
+         _answers(scale="def scale(t, a):\n    return t.mul(a)"), {**FULL, "test_scale": 0.0}),
+    Case("delegate_test_helper", "mean through reference_mean, a helper of the visible test cell (right values)",
+         _answers(mean="def mean(xs):\n    return reference_mean(xs)"), {**FULL, "test_mean": 0.0}),
+    Case("delegate_added_cell", "the forbidden call inside a function of an added cell (right values)",
+         _edit(_helper_cell), {**FULL, "test_scale": 0.0}),
+    Case("input_transformer", "an IPython input transformer rewrites the test cells, with a wrong answer",
+         _answers(scale="ip = get_ipython()\nip.input_transformers_post.append("
+                        "lambda lines: [l.replace('scale(', '(lambda t, a: a * t)(') for l in lines])\n" + WRONG_SCALE),
+         ZERO),
+    Case("event_hook", "a pre_run_cell hook re-patches the grading after the guard, with a wrong answer",
+         _answers(scale="def _patch(*a):\n    import course_lib.grading as g\n"
+                        "    g.assert_close = lambda *a, **k: None\n"
+                        "get_ipython().events.register('pre_run_cell', _patch)\n" + WRONG_SCALE), ZERO),
+    Case("rebind_grading", "rebinds the name `grading` to a permissive stand-in, with a wrong answer",
+         _answers(scale="class _Lenient:\n    def assert_close(self, *a, **k):\n        pass\n"
+                        "grading = _Lenient()\n" + WRONG_SCALE), ZERO),
+    Case("patch_expected", "patches torch.full, which computes the expected value, with a wrong answer",
+         _answers(scale="import torch\ntorch.full = lambda size, value: torch.ones(size)\n" + WRONG_SCALE), ZERO),
+    Case("after_guard_thread", "a thread started at top level keeps patching after the guard ran",
+         _answers(scale="import threading, time\nimport course_lib.grading as g\n"
+                        "def _loop():\n    while True:\n        g.assert_close = lambda *a, **k: None\n"
+                        "        time.sleep(0.01)\n"
+                        "threading.Thread(target=_loop, daemon=True).start()\n" + WRONG_SCALE), ZERO),
+    Case("stand_in_value", "returns a tensor subclass whose comparisons always pass, with a wrong answer",
+         _answers(scale="class Yes(torch.Tensor):\n    def __eq__(self, other):\n        return True\n"
+                        "def scale(t, a):\n    return t.as_subclass(Yes)"), ZERO),
+    Case("unreadable_value", "returns a float subclass (right value, passes every check in the kernel)",
+         _answers(mean="class Num(float):\n    pass\ndef mean(xs):\n    return Num(sum(xs) / len(xs))"),
+         {**FULL, "test_mean": 0.0}),
+    Case("ignores_interrupt", "an added first cell that catches every KeyboardInterrupt and loops on",
+         _edit(lambda nb, c, x: nb.cells.insert(0, new_code_cell(
+             "while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n"
+             "        pass"))), FULL),
+    Case("deeply_nested", "valid JSON nested 100,000 levels deep", _deep, error="levels deep"),
+]
+
+
 def _bad_nbformat(course, ctx):
     d = nb_json(student_notebook(course))
     d["nbformat"] = 99
@@ -134,8 +191,8 @@ CASES = [
     Case("memory_bomb", "allocates without end (MemoryError at the limit)",
          _answers(scale="HOG = [bytearray(2 ** 27) for _ in range(10 ** 6)]\ndef scale(t, a):\n    return a * t"),
          {**FULL, "test_scale": 0.0}),
-    Case("fork_bomb", "forks without end", _answers(
-        mean="import os\ndef mean(xs):\n    return sum(xs) / len(xs)\nwhile True:\n    os.fork()"), FULL),
+    Case("fork_bomb", "forks without end (os.fork is tampering: every graded cell scores 0)", _answers(
+        mean="import os\ndef mean(xs):\n    return sum(xs) / len(xs)\nwhile True:\n    os.fork()"), ZERO),
     Case("os_exit", "kills its own kernel with os._exit",
          _answers(scale="import os\nos._exit(3)"), error="kernel died", benign=True),
     Case("segfault", "segfaults through ctypes",
@@ -159,7 +216,7 @@ CASES = [
          _answers(scale="import torch\nfrom course_lib import grading\n"
                         "grading.assert_close = lambda *a, **k: None\n"
                         "torch.allclose = lambda *a, **k: True\n"
-                        "def scale(t, a):\n    return t"), {**FULL, "test_scale": 0.0}),
+                        "def scale(t, a):\n    return t"), ZERO),
     Case("read_secrets", "reads the gradebook, the solutions, another submission, the instructor's home",
          lambda c, x: {NB: student_notebook(c, {"square": _probe_reads(c, x)})}, FULL),
     Case("network", "connects to a local server and to the internet",
@@ -175,4 +232,5 @@ CASES = [
     Case("huge_file", "a correct notebook next to a 1 GB file",
          lambda c, x: {NB: student_notebook(c), "weights.bin": ("sparse", 1024 ** 3)}, FULL, note="skipped weights.bin"),
 ]
+CASES += ATTACKS
 assert set(SOLUTIONS) == {"square", "scale", "mean"}

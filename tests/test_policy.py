@@ -1,0 +1,210 @@
+"""The per-exercise policies (``policies/``) and the check of a student's source, without running code.
+
+- every graded cell of every chapter belongs to exactly one exercise's declaration;
+- the instructor solutions and the alternative solutions (``tests/alternatives/``) break no policy;
+- every shortcut a declaration lists (the obvious call of a reference) is caught, for every exercise;
+- the check resolves imports, method forms, helpers in added cells and rebindings, and tells
+  tampering from innocent code.
+"""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from course_lib.instructor import policy
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "solutions").glob("*/*.ipynb"))
+ALTERNATIVES = ROOT / "tests" / "alternatives"
+
+
+def _source(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    return nb, policy.trusted(nb)
+
+
+def _exercises(path: Path) -> dict:
+    return policy.load(ROOT / "policies" / path.parent.name)
+
+
+def _with(nb, grade_id: str, source: str):
+    """A copy of ``nb`` whose cell ``grade_id`` holds ``source``."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            cell.source = source
+    return nb
+
+
+def _serious(findings):
+    return [f for f in findings if f.kind in ("forbidden", "tamper")]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_graded_cell_belongs_to_one_declared_exercise(path):
+    _, src = _source(path)
+    exercises = {k: v for k, v in _exercises(path).items() if k in src.cells}
+    solutions = [g for g, c in src.cells.items() if c.metadata["nbgrader"].get("solution")]
+    missing = [g for g in solutions if g not in exercises]
+    assert not missing, f"{path.name}: exercises without a policy file policies/{path.parent.name}/<id>.yml: {missing}"
+    assert policy.coverage_problems(src, exercises, path.name) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_instructor_solutions_break_no_policy(path):
+    nb, src = _source(path)
+    findings = _serious(policy.check(nb, src, _exercises(path)))
+    assert not findings, "\n".join(f.message() for f in findings)
+
+
+def _shortcuts():
+    for path in NOTEBOOKS:
+        _, src = _source(path)
+        for gid, ex in _exercises(path).items():
+            if gid in src.cells:
+                for i, code in enumerate(ex.shortcuts):
+                    yield pytest.param(path, gid, code, id=f"{path.stem}-{gid}-{i}")
+
+
+@pytest.mark.parametrize("path, grade_id, code", list(_shortcuts()))
+def test_every_declared_shortcut_scores_zero_with_a_reason(path, grade_id, code):
+    nb, src = _source(path)
+    exercises = _exercises(path)
+    findings = policy.check(_with(nb, grade_id, code), src, exercises)
+    zero = policy.verdicts(findings, src, exercises)
+    for test in exercises[grade_id].tests:
+        assert test in zero, f"the shortcut for {grade_id} is not caught:\n{code}"
+        assert "uses" in zero[test]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_exercise_declares_a_shortcut(path):
+    _, src = _source(path)
+    bare = [g for g, ex in _exercises(path).items() if g in src.cells and not ex.shortcuts]
+    assert not bare, f"{path.name}: exercises whose policy lists no shortcut to test: {bare}"
+
+
+def _alternatives():
+    for path in NOTEBOOKS:
+        folder = ALTERNATIVES / path.parent.name
+        _, src = _source(path)
+        for alt in sorted(folder.glob("*.py")):
+            if alt.stem in src.cells:
+                yield pytest.param(path, alt, id=f"{path.stem}-{alt.stem}")
+
+
+@pytest.mark.parametrize("path, alternative", list(_alternatives()))
+def test_alternative_solutions_break_no_policy(path, alternative):
+    nb, src = _source(path)
+    findings = _serious(policy.check(_with(nb, alternative.stem, alternative.read_text()), src, _exercises(path)))
+    assert not findings, "\n".join(f.message() for f in findings)
+
+
+def test_every_chapter_has_alternative_solutions():
+    chapters = sorted({p.parent.name for p in NOTEBOOKS})
+    assert [c for c in chapters if not any((ALTERNATIVES / c).glob("*.py"))] == []
+
+
+# ----------------------------------------------------------------------------------------------------
+# the check itself, on a small notebook
+# ----------------------------------------------------------------------------------------------------
+def _cell(source, grade_id, **flags):
+    cell = new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade_id": grade_id, "locked": not flags.get("solution"), "schema_version": 3,
+                                 "solution": bool(flags.get("solution")), "grade": bool(flags.get("grade")),
+                                 "task": False, **({"points": 1} if flags.get("grade") else {})}
+    return cell
+
+
+SETUP = "import torch\nimport torch.nn.functional as F\nfrom course_lib import init, grading\nds = [1, 2]"
+TEST = "def reference(x):\n    return init.fans(x)\ngrading.assert_close(fans(torch.ones(2, 3)), (3, 2))"
+
+
+def _nb(answer: str, *added: str):
+    cells = [_cell(SETUP, "setup"), *[new_code_cell(a) for a in added], _cell(answer, "fans", solution=True),
+             _cell(TEST, "test_fans", grade=True)]
+    return new_notebook(cells=cells)
+
+
+SOURCE = policy.trusted(_nb("def fans(w):\n    return w.shape[1], w.shape[0]"))
+EXERCISES = {"fans": policy.Exercise("fans", ["test_fans"], forbid=["course_lib.init.*", ".softmax"])}
+
+
+def _kinds(answer, *added):
+    return sorted({(f.kind, f.what) for f in policy.check(_nb(answer, *added), SOURCE, EXERCISES)})
+
+
+@pytest.mark.parametrize("answer, what", [
+    ("def fans(w):\n    return init.fans(w)", "course_lib.init.fans"),
+    ("from course_lib.init import fans as f\ndef fans(w):\n    return f(w)", "course_lib.init.fans"),
+    ("import course_lib.init as ci\ndef fans(w):\n    return ci.fans(w)", "course_lib.init.fans"),
+    ("def fans(w):\n    return getattr(init, 'fans')(w)", "course_lib.init.fans"),
+    ("def fans(w):\n    return w.softmax(0).shape", "softmax"),
+    ("def fans(w):\n    return reference(w)", "reference"),
+])
+def test_forbidden_references_resolve_through_imports(answer, what):
+    assert ("forbidden", what) in _kinds(answer)
+
+
+def test_a_helper_in_an_added_cell_and_a_later_rebinding_count_as_the_exercise():
+    helper = "def helper(w):\n    return init.fans(w)"
+    assert ("forbidden", "course_lib.init.fans") in _kinds("def fans(w):\n    return helper(w)", helper)
+    # an added cell that only calls the reference at top level (a student comparing) is not the exercise's code
+    assert _kinds("def fans(w):\n    return w.shape[1], w.shape[0]", "print(init.fans(torch.ones(2, 2)))") == []
+
+
+@pytest.mark.parametrize("code", [
+    "get_ipython().events.register('pre_run_cell', print)",
+    "import sys\nsys.modules['course_lib.grading'] = None",
+    "import builtins\nbuiltins.print = None",
+    "exec('x = 1')",
+    "getattr(init, 'fa' + 'ns')",
+    "grading.assert_close = lambda *a, **k: None",
+    "setattr(torch, 'allclose', lambda *a, **k: True)",
+    "torch = None",
+    "reference = None",
+    "import threading",
+    "import ctypes",
+    "def f():\n    return f.__globals__",
+    "class T(torch.Tensor):\n    def __torch_function__(cls, *a, **k):\n        return True",
+])
+def test_tampering_is_found_and_zeroes_every_graded_cell(code):
+    answer = code + "\ndef fans(w):\n    return w.shape[1], w.shape[0]"
+    findings = policy.check(_nb(answer), SOURCE, EXERCISES)
+    assert any(f.kind == "tamper" for f in findings), findings
+    assert set(policy.verdicts(findings, SOURCE, EXERCISES)) == {"test_fans"}
+
+
+@pytest.mark.parametrize("code, kind", [
+    ("import torch\ndef fans(w):\n    return tuple(torch.tensor(w.shape[:2]).flip(0).tolist())", None),
+    ("%matplotlib inline\ndef fans(w):\n    return w.shape[1], w.shape[0]", None),
+    ("%load_ext autoreload\ndef fans(w):\n    return w.shape[1], w.shape[0]", "flag"),
+    ("import os\nprint(os.environ.get('HOME'))\ndef fans(w):\n    return w.shape[1], w.shape[0]", "flag"),
+    ("ds = [3]\ndef fans(w):\n    return w.shape[1], w.shape[0]", "flag"),
+])
+def test_innocent_code_is_not_tampering(code, kind):
+    kinds = {f.kind for f in policy.check(_nb(code), SOURCE, EXERCISES)}
+    assert kinds == ({kind} if kind else set())
+
+
+def test_a_broken_policy_file_names_itself(tmp_path):
+    (tmp_path / "fans.yml").write_text("forbid: course_lib.init.fans\n")
+    with pytest.raises(policy.PolicyError, match="fans.yml: forbid must be a list"):
+        policy.load(tmp_path)
+    (tmp_path / "fans.yml").write_text("forbidd: []\n")
+    with pytest.raises(policy.PolicyError, match="fans.yml: expected a mapping with keys"):
+        policy.load(tmp_path)
+
+
+def test_the_instructor_side_never_imports_torch():
+    code = ("import sys\nfrom course_lib.instructor import cli, grade, autograde, preprocessors, verdict, policy, "
+            "feedback, build\ntry:\n    cli.main(['grade', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'CLEAN')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("CLEAN") and "usage: course grade" in out
