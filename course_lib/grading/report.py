@@ -36,7 +36,7 @@ def _plain(value):
 
     if type(value) in _PLAIN or isinstance(value, np.generic):
         return np.asarray(float(value), dtype=np.float64)
-    if type(value) is torch.Tensor:
+    if type(value) in (torch.Tensor, torch.nn.Parameter):  # not a subclass: it could override detach() or to()
         return value.detach().to("cpu", torch.float64).numpy()
     if type(value) is np.ndarray:
         return np.array(value, dtype=np.float64)
