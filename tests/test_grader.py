@@ -24,9 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from adversarial import ASSIGNMENT, BIN, HIDDEN_MARKERS, env, make_course, run, submit
+from adversarial import ASSIGNMENT, BIN, HIDDEN_MARKERS, env, make_course, run, student_notebook, submit
 from adversarial.cases import CASES
 from course_lib.instructor import gradebook, sandbox
 
@@ -237,3 +238,15 @@ def test_sigkill_then_rerun_gives_the_same_gradebook(benign):
     assert final == want
     entries = [json.loads(line)["student"] for line in journal.read_text().splitlines()]
     assert sorted(set(entries)) == sorted(EQUALITY)
+
+
+def test_validate_in_jupyterlab_still_works(tmp_path):
+    """Students' Validate button is `nbgrader validate`: it passes a right notebook, names a wrong check."""
+    course = make_course(tmp_path / "course")
+    right, wrong = tmp_path / "right.ipynb", tmp_path / "wrong.ipynb"
+    nbformat.write(student_notebook(course), right)
+    nbformat.write(student_notebook(course, {"scale": "def scale(t, a):\n    return t"}), wrong)
+    ok = run(["nbgrader", "validate", str(right)], cwd=course, check=False)
+    assert "Success! Your notebook passes all the tests." in ok.stdout, ok.stdout[-2000:]
+    bad = run(["nbgrader", "validate", str(wrong)], cwd=course, check=False)
+    assert "scale(ones, 2): 3 of 3 elements differ" in bad.stdout, bad.stdout[-2000:]

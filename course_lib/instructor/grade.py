@@ -29,6 +29,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
+from . import policy
 from .autograde import Job, autograde_one, die_with_parent, record_trusted
 from .gradebook import Course, Journal, copy_db, load_course, merge
 from .sandbox import Limits
@@ -210,6 +211,10 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
         except MissingEntry:
             raise SystemExit(f"assignment {assignment!r} is not in the gradebook {course.db_path}: "
                              f"run `nbgrader generate_assignment {assignment}` first") from None
+    try:
+        policy.load(Path(course.root, "policies", assignment))  # a broken policy stops the run before any kernel
+    except policy.PolicyError as err:
+        raise SystemExit(f"course grade: {err}") from None
     subs = sorted(p for p in Path(course.root, course.submitted).glob(f"*/{assignment}") if p.is_dir())
     if students:
         subs = [p for p in subs if p.parent.name in set(students)]
