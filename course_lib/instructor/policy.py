@@ -16,7 +16,7 @@ returns :class:`Finding` s of three kinds:
 - ``forbidden``: an exercise's code, or a function of the student's that it reaches, uses a forbidden
   name. Names resolve through the notebook's imports (``init.fans`` -> ``course_lib.init.fans``,
   ``F.prelu`` -> ``torch.nn.functional.prelu``); a pattern is an :mod:`fnmatch` glob of a dotted name, or
-  ``.name`` for any attribute of that name (a tensor method). Names bound in graded test cells (their
+  ``.name`` for any attribute of that name (a tensor method). Functions defined in graded test cells (their
   helpers) are forbidden everywhere. The exercise's tests score 0.
 - ``tamper``: a construct that changes the grading or reaches past it and that no answer needs
   (IPython and interpreter internals, ``sys.modules``, ``builtins``, ``exec``/``eval``/``__import__``,
@@ -290,7 +290,7 @@ class Notebook:
     graded: list  # grade_ids of graded cells, in order
     alias: dict  # name -> dotted path, from the locked cells' imports
     modules: set  # names bound by the locked cells' imports
-    test_names: set  # names bound at the top level of graded cells
+    test_names: set  # functions and classes defined at the top level of graded cells (the tests' helpers)
     locked_names: set  # names bound at the top level of the other locked code cells
 
 
@@ -308,10 +308,13 @@ def trusted(source_nb) -> Notebook:
             continue
         tree = parse(cell.source)
         _imports(tree, alias)
-        for name, node, _ in _bound(tree):
+        for name, node, value in _bound(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 modules.add(name)
-            (tests if meta.get("grade") else locked).add(name)
+            if not meta.get("grade"):
+                locked.add(name)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or isinstance(value, ast.Lambda):
+                tests.add(name)  # a test's helper (reference_epoch, torch_plateau): no answer may call it
     return Notebook(cells, graded, alias, modules, tests - locked - modules, locked)
 
 
