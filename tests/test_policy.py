@@ -122,7 +122,8 @@ def _cell(source, grade_id, **flags):
     return cell
 
 
-SETUP = "import torch\nimport torch.nn.functional as F\nfrom course_lib import init, grading\nds = [1, 2]"
+SETUP = ("import torch\nimport torch.nn.functional as F\nfrom course_lib import init, grading\nds = [1, 2]\n"
+         "for m in ds:\n    pass")
 TEST = "def reference(x):\n    return init.fans(x)\ngrading.assert_close(fans(torch.ones(2, 3)), (3, 2))"
 
 
@@ -187,6 +188,8 @@ def test_tampering_is_found_and_zeroes_every_graded_cell(code):
     ("%load_ext autoreload\ndef fans(w):\n    return w.shape[1], w.shape[0]", "flag"),
     ("import os\nprint(os.environ.get('HOME'))\ndef fans(w):\n    return w.shape[1], w.shape[0]", "flag"),
     ("ds = [3]\ndef fans(w):\n    return w.shape[1], w.shape[0]", "flag"),
+    ("for m in ds:\n    pass\ndef fans(w):\n    w.requires_grad = False\n    return w.shape[1], w.shape[0]", "flag"),
+    ("def fans(w):\n    for m in [w]:\n        m.grad = None\n    return w.shape[1], w.shape[0]", None),
 ])
 def test_innocent_code_is_not_tampering(code, kind):
     kinds = {f.kind for f in policy.check(_nb(code), SOURCE, EXERCISES)}
