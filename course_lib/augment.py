@@ -434,29 +434,49 @@ class RandomRotateScale(RandomTransform):
         return rotate_scale(images, angle, scale)
 
 
-class HSVJitter(RandomTransform):
-    """The seeds' HSV recipe with random factors, drawn independently for S and V of every sample.
+HSV_RANGES = dict(power=(0.25, 4.0), factor=(0.7, 1.4), offset=(-0.1, 0.1), hue=(-0.1, 0.1))
+"""Seed 000's ranges of the HSV recipe: power, factor and offset for S and V, and the hue shift."""
 
-    Defaults are seed 000's ranges: power in [0.25, 4] (drawn log-uniformly, so that a power and its
-    inverse are equally likely), factor in [0.7, 1.4], offset in [-0.1, 0.1], hue shift in [-0.1, 0.1].
-    ``same_for_batch=True`` draws one set of factors for the whole batch, which the seed also allows.
+
+def hsv_params(n: int, per_batch: bool = False, generator: torch.Generator | None = None, *,
+               power=HSV_RANGES["power"], factor=HSV_RANGES["factor"], offset=HSV_RANGES["offset"],
+               hue=HSV_RANGES["hue"]) -> dict:
+    """Random factors of :func:`adjust_hsv` for ``n`` images: a dict of seven ``(n,)`` tensors.
+
+    ``s_pow``, ``v_pow`` are log-uniform on ``power`` (``exp(U(log a, log b))``, so that ``p`` and ``1/p``
+    are equally likely), ``s_mul``, ``v_mul`` uniform on ``factor``, ``s_add``, ``v_add`` uniform on
+    ``offset`` and ``h_add`` uniform on ``hue``; S and V are drawn independently. With ``per_batch`` one
+    set of factors is drawn and shared by all ``n`` images, "the same for a whole batch" (seed 000);
+    otherwise every image gets its own. Drawn from ``generator`` on its device (the CPU for ``None``).
+    """
+    k = 1 if per_batch else n
+    log_p = (math.log(power[0]), math.log(power[1]))
+    s_pow, v_pow = _uniform(k, *log_p, generator).exp(), _uniform(k, *log_p, generator).exp()
+    s_mul, v_mul = _uniform(k, *factor, generator), _uniform(k, *factor, generator)
+    s_add, v_add = _uniform(k, *offset, generator), _uniform(k, *offset, generator)
+    h_add = _uniform(k, *hue, generator)
+    params = dict(s_pow=s_pow, s_mul=s_mul, s_add=s_add, v_pow=v_pow, v_mul=v_mul, v_add=v_add, h_add=h_add)
+    return {key: v.expand(n) for key, v in params.items()}
+
+
+class HSVJitter(RandomTransform):
+    """The seeds' HSV recipe with random factors, drawn independently for S and V (:func:`hsv_params`).
+
+    Defaults are seed 000's ranges (:data:`HSV_RANGES`): power in [0.25, 4] (drawn log-uniformly, so that
+    a power and its inverse are equally likely), factor in [0.7, 1.4], offset in [-0.1, 0.1], hue shift in
+    [-0.1, 0.1]. Every image of a batch gets its own factors; ``per_batch=True`` draws one set of factors
+    per call, shared by the whole batch, which the seed also allows.
     """
 
-    def __init__(self, power=(0.25, 4.0), factor=(0.7, 1.4), offset=(-0.1, 0.1), hue=(-0.1, 0.1),
-                 same_for_batch: bool = False, generator=None):
+    def __init__(self, power=HSV_RANGES["power"], factor=HSV_RANGES["factor"], offset=HSV_RANGES["offset"],
+                 hue=HSV_RANGES["hue"], per_batch: bool = False, generator=None):
         super().__init__(generator)
         self.power, self.factor, self.offset, self.hue = tuple(power), tuple(factor), tuple(offset), tuple(hue)
-        self.same_for_batch = same_for_batch
+        self.per_batch = per_batch
 
     def sample(self, images):
-        n = 1 if self.same_for_batch else images.shape[0]
-        g, log_p = self.generator, (math.log(self.power[0]), math.log(self.power[1]))
-        s_pow, v_pow = _uniform(n, *log_p, g).exp(), _uniform(n, *log_p, g).exp()
-        s_mul, v_mul = _uniform(n, *self.factor, g), _uniform(n, *self.factor, g)
-        s_add, v_add = _uniform(n, *self.offset, g), _uniform(n, *self.offset, g)
-        h_add = _uniform(n, *self.hue, g)
-        params = dict(s_pow=s_pow, s_mul=s_mul, s_add=s_add, v_pow=v_pow, v_mul=v_mul, v_add=v_add, h_add=h_add)
-        return {k: v.expand(images.shape[0]) for k, v in params.items()}
+        return hsv_params(images.shape[0], self.per_batch, self.generator, power=self.power, factor=self.factor,
+                          offset=self.offset, hue=self.hue)
 
     def apply(self, images, **params):
         return adjust_hsv(images, **params)

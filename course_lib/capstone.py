@@ -121,7 +121,7 @@ BENCHMARK_RECIPE = Recipe(epochs=3, batch_size=256, lr=0.2, widths=(32, 64, 128)
 #: The chapter's two configurations (``runtime.pick(quick=..., full=...)``), shared with the benchmark's
 #: ``--ablation``: the training/test subset sizes (``None``: the whole split), the seeds and the recipe.
 PROFILES = {
-    "quick": dict(n_train=3000, n_test=2000, seeds=[0],
+    "quick": dict(n_train=2000, n_test=2000, seeds=[0],
                   recipe=Recipe(epochs=3, batch_size=64, lr=0.2, widths=(16, 32, 64), members=2, whiten_images=512)),
     "full": dict(n_train=None, n_test=None, seeds=[0, 1, 2, 3, 4],
                  recipe=Recipe(epochs=10, batch_size=256, lr=0.2, widths=(64, 128, 256), convs_per_block=2, members=2)),
@@ -187,14 +187,19 @@ def image_patches(images: Tensor, size: int) -> Tensor:
 
 
 def whitening_filters(images: Tensor, size: int = 3, eps: float = 5e-4) -> tuple[Tensor, Tensor]:
-    """Patch-whitening weights and bias for a ``Conv2d(C, 2·C·size², size)`` (airbench, Jordan 2024).
+    """Patch-whitening weights and bias for a ``Conv2d(C, 2·C·size², size)``, after airbench (Jordan 2024).
 
     With the patches' mean ``μ`` and covariance ``Σ = U diag(λ) Uᵀ`` (eigenvalues decreasing), filter
     ``k`` is ``u_k / sqrt(λ_k + ε)`` reshaped to ``(C, size, size)``, its bias ``−μ·u_k / sqrt(λ_k + ε)``,
-    so the conv computes PCA whitening of every patch (:class:`course_lib.preprocess.Whitening`). The
-    filters are followed by their negatives, so that a ReLU after the layer keeps both signs. Returns
-    ``(weight (2K, C, size, size), bias (2K,))`` with ``K = C·size²``. (airbench uses the uncentred second
-    moment of normalized patches and no bias; the centred form here is exactly chapter 02's whitening.)
+    so the conv computes the PCA-whitened coordinates of every patch (:class:`course_lib.preprocess.Whitening`
+    with ``"pca"``: eigenvector filters, not ZCA's centre-surround ones). The filters are followed by their
+    negatives, so that a ReLU after the layer keeps both signs. Returns ``(weight (2K, C, size, size),
+    bias (2K,))`` with ``K = C·size²``; :func:`build_net` copies both into the stem and freezes them, so
+    the bias here is the fixed centring term and is never trained.
+
+    airbench differs in two ways: its filters come from the *uncentred* second moment of the normalized
+    patches (``patches.T @ patches / n``), and its whitening conv has a learnable bias, initialised to 0
+    and trained for the first ``whiten_bias_epochs`` (3) epochs, then frozen like the weights.
     """
     patches = image_patches(images, size)
     white = preprocess.Whitening("pca", eps).fit(patches)
@@ -457,6 +462,37 @@ def evaluate_members(models, x_test: Tensor, y_test: Tensor, recipe: Recipe) -> 
     return out
 
 
+def input_stats(recipe: Recipe, x_train: Tensor) -> tuple[Tensor, Tensor]:
+    """The ``(mean, std)`` a recipe normalizes its inputs with: the training split's per channel with
+    ``whiten``, else 0 and 1 (raw pixels)."""
+    if recipe.whiten:
+        return channel_stats(x_train)
+    channels = x_train.shape[1]
+    return torch.zeros(channels, device=x_train.device), torch.ones(channels, device=x_train.device)
+
+
+def split_accuracy(result: Result, ds: Dataset, split: str = "train") -> float:
+    """Accuracy of a trained recipe's networks on ``ds``'s ``"train"`` or ``"test"`` split, un-augmented and
+    evaluated as the recipe evaluates (its TTA and ensemble switches). Training accuracy against test
+    accuracy is the train/test gap: how much the networks overfit."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    x, y = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
+    recipe, device = result.recipe, x.device
+    mean, std = input_stats(recipe, ds.x_train)
+    models = result.models if recipe.ensemble else result.models[:1]
+    probs = predict_probs(models, normalize(x, mean, std), tta=recipe.tta, ctx=fast_context(device, recipe),
+                          memory_format=_memory_format(device, recipe))
+    return float(accuracy(probs, y))
+
+
+def smoothed_loss_floor(smoothing: float, num_classes: int) -> float:
+    """The lowest value of the label-smoothed cross entropy: the entropy of the target
+    ``q = (1 − ε)·onehot + ε/C``, ``−(a·ln a + (C − 1)·b·ln b)`` with ``a = 1 − ε + ε/C``, ``b = ε/C``."""
+    a, b = 1 - smoothing + smoothing / num_classes, smoothing / num_classes
+    return -(a * math.log(a) + ((num_classes - 1) * b * math.log(b) if b > 0 else 0.0))
+
+
 def train_recipe(recipe: Recipe, ds: Dataset, seed: int = 0, *, eval_each_epoch: bool = False) -> Result:
     """Train ``recipe.n_members`` networks on ``ds`` (seeds ``seed, seed + 1000, ...``) and test them.
 
@@ -465,10 +501,7 @@ def train_recipe(recipe: Recipe, ds: Dataset, seed: int = 0, *, eval_each_epoch:
     (outside the timed loop), which :func:`time_to_accuracy` reads.
     """
     started = time.perf_counter()
-    if recipe.whiten:
-        mean, std = channel_stats(ds.x_train)
-    else:
-        mean, std = torch.zeros(ds.x_train.shape[1], device=ds.device), torch.ones(ds.x_train.shape[1], device=ds.device)
+    mean, std = input_stats(recipe, ds.x_train)
     x_test = normalize(ds.x_test, mean, std)
     stats_s = time.perf_counter() - started
     runs = [train_member(recipe, ds, seed + 1000 * k, mean=mean, std=std, eval_each_epoch=eval_each_epoch)

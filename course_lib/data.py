@@ -9,6 +9,10 @@
   or overwrites a file that is already there.
 - ``DeviceLoader`` yields shuffled mini-batches by indexing tensors already on the device.
 - ``prepare()`` / ``python -m course_lib.data`` (``make data``) puts Fashion-MNIST in place.
+- ``colour_fashion_mnist()`` builds a colour version of Fashion-MNIST that runs offline: every garment
+  tinted with a random colour and lit with a random lighting, both independent of the class, and the
+  test split lit from a shifted range (chapter 01's colour augmentation experiment); ``relight`` shifts
+  the lighting of colour photos (CIFAR-10) the same way.
 """
 from __future__ import annotations
 
@@ -368,6 +372,112 @@ def main() -> int:
         return 1
     print(f"{_PREFIX} Fashion-MNIST is ready in {where}")
     return 0
+
+
+# ---------------------------------------------------------------------------- colour Fashion-MNIST
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """Ranges of the random colour and lighting of :func:`colourize`, each ``(low, high)``, drawn uniformly.
+
+    ``hue`` and ``saturation`` give the garment's colour (HSV, hue as a fraction of a turn), ``gain`` the
+    intensity of the light, ``ambient`` an ambient light added to every pixel, drawn independently for
+    R, G and B (so it has a colour of its own).
+    """
+
+    hue: tuple = (0.0, 1.0)
+    saturation: tuple = (0.3, 0.7)
+    gain: tuple = (0.6, 1.0)
+    ambient: tuple = (0.0, 0.05)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> dict:
+        """``n`` draws: ``hue``, ``saturation``, ``gain`` of shape ``(n,)`` and ``ambient`` of shape ``(n, 3)``."""
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+
+        def uniform(bounds, *shape):
+            low, high = bounds
+            return low + (high - low) * torch.rand(*shape, generator=generator, device=gen_device)
+
+        return {"hue": uniform(self.hue, n), "saturation": uniform(self.saturation, n),
+                "gain": uniform(self.gain, n), "ambient": uniform(self.ambient, n, 3)}
+
+
+#: The training split's lighting, and the test split's shifted one: dimmer light, more saturated
+#: colours and a stronger coloured ambient light. Hue covers the whole colour wheel in both.
+LIGHTING = {"train": Lighting(),
+            "shifted": Lighting(saturation=(0.7, 1.0), gain=(0.3, 0.6), ambient=(0.05, 0.15))}
+
+
+def _per_image(value, x: Tensor, width: int | None = None) -> Tensor:
+    """``value`` as a float tensor on ``x``'s device, shaped ``(N, 1, 1, 1)`` (or ``(N, width, 1, 1)``)."""
+    t = torch.as_tensor(value, dtype=x.dtype).to(x.device)
+    shape = (x.shape[0],) if width is None else (x.shape[0], width)
+    if t.shape != shape:
+        raise ValueError(f"expected shape {shape}, got {tuple(t.shape)}")
+    return t.reshape(*shape, 1, 1) if width is not None else t.reshape(-1, 1, 1, 1)
+
+
+def relight(images: Tensor, gain, ambient) -> Tensor:
+    """Change the lighting of colour images ``(N, 3, H, W)``: ``clamp(gain_n · x + ambient_n, 0, 1)``.
+
+    ``gain`` has shape ``(N,)`` (the light's intensity), ``ambient`` ``(N, 3)`` (an ambient light of its
+    own colour, added to every pixel).
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected colour images (N, 3, H, W), got {tuple(images.shape)}")
+    return (images * _per_image(gain, images) + _per_image(ambient, images, 3)).clamp_(0, 1)
+
+
+def colourize(images: Tensor, hue, saturation, gain, ambient) -> Tensor:
+    """Grey images ``(N, 1, H, W)`` in [0, 1] as colour images ``(N, 3, H, W)``, one colour and light per image.
+
+    The grey level ``g`` of a pixel becomes the HSV colour ``(hue_n, saturation_n, g)``, converted to RGB
+    (:func:`course_lib.augment.hsv_to_rgb`), then lit by :func:`relight` with ``gain_n`` and ``ambient_n``:
+    ``clamp(gain_n · hsv_to_rgb(hue_n, saturation_n, g) + ambient_n, 0, 1)``. Black stays black before the
+    ambient light, so the background takes the ambient's colour.
+    """
+    from .augment import hsv_to_rgb  # augment does not import data; imported here to keep data's imports light
+
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise ValueError(f"expected grey images (N, 1, H, W), got {tuple(images.shape)}")
+    hsv = torch.cat([_per_image(hue, images).expand_as(images), _per_image(saturation, images).expand_as(images),
+                     images], dim=1)
+    return relight(hsv_to_rgb(hsv), gain, ambient)
+
+
+def colour_dataset(ds: Dataset, *, train: Lighting = LIGHTING["train"], test: Lighting = LIGHTING["shifted"],
+                   generator: torch.Generator | None = None) -> Dataset:
+    """A colour copy of ``ds`` whose lighting does not depend on the class, the test split's from ``test``.
+
+    Grey data (one channel, Fashion-MNIST) are tinted and lit by :func:`colourize` with draws of ``train``
+    for the training split and of ``test`` for the test split. Colour data (CIFAR-10) keep their own colours:
+    the training split is unchanged and the test split is lit by :func:`relight` with ``test``'s gain and
+    ambient. Every draw comes from ``generator``, never from the labels.
+    """
+    if ds.x_train.shape[1] == 1:
+        x_train = colourize(ds.x_train, **train.sample(len(ds.x_train), generator))
+        x_test = colourize(ds.x_test, **test.sample(len(ds.x_test), generator))
+        name = f"colour {ds.name}"
+    elif ds.x_train.shape[1] == 3:
+        draws = test.sample(len(ds.x_test), generator)
+        x_train, x_test = ds.x_train, relight(ds.x_test, draws["gain"], draws["ambient"])
+        name = f"{ds.name}, test relit"
+    else:
+        raise ValueError(f"expected grey or colour images, got {ds.x_train.shape[1]} channels")
+    return Dataset(name, x_train, ds.y_train, x_test, ds.y_test, list(ds.classes))
+
+
+def colour_fashion_mnist(n_train: int | None = None, n_test: int | None = None, *,
+                         generator: torch.Generator | None = None, train: Lighting = LIGHTING["train"],
+                         test: Lighting = LIGHTING["shifted"], **load_kwargs) -> Dataset:
+    """Colour Fashion-MNIST, offline: a random subset of ``n_train`` / ``n_test`` images (``None``: all),
+    every garment tinted with a random colour and lit by a random light independent of its class, the test
+    split from the shifted lighting ``test`` (:func:`colour_dataset`). ``load_kwargs`` go to
+    :func:`load_dataset` (where Fashion-MNIST cannot be had, its digits stand-in is coloured instead).
+    """
+    ds = load_dataset("fashion_mnist", **load_kwargs).subset(n_train, n_test, generator=generator)
+    return colour_dataset(ds, train=train, test=test, generator=generator)
 
 
 if __name__ == "__main__":

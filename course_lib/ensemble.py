@@ -10,7 +10,10 @@ models of a hyper-parameter search, checkpoints of one run, and models trained o
 - Snapshot ensembles (Huang et al. 2017, "Snapshot Ensembles: Train 1, get M for free"):
   :func:`cyclic_cosine_lr`, :func:`snapshot_scheduler` and the :class:`Snapshots` callback.
 - Checkpoint ensembles from one run: the :class:`Checkpoints` callback.
-- Bagging (Breiman 1996): :func:`bootstrap_indices`.
+- Members trained on different data: bagging (Breiman 1996), :func:`bootstrap_indices`, and disjoint
+  shards, :func:`shard_indices`.
+- The top models of a hyper-parameter search: :func:`train_vmap` with one learning rate and weight decay
+  per member trains a whole grid in one run; :func:`top_k` keeps the best on a validation score.
 - Early and late fusion: :func:`penultimate_features`.
 - Vectorized training of K identical small models with ``torch.func`` (:func:`train_vmap`): one
   ``vmap`` of ``grad`` of ``functional_call`` over the stacked parameters replaces K training loops.
@@ -178,6 +181,22 @@ def bootstrap_indices(n: int, k: int = 1, generator: torch.Generator | None = No
     return index.to(device) if device is not None else index
 
 
+def shard_indices(n: int, k: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """(k, n // k) int64 indices: a random permutation of ``0..n-1`` cut into k disjoint shards of equal size
+    (the ``n mod k`` left over are dropped). Members trained on different shards never see each other's data."""
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    index = torch.randperm(n, generator=generator, device=gen_device)[: (n // k) * k].reshape(k, n // k)
+    return index.to(device) if device is not None else index
+
+
+def top_k(scores: Sequence[float], k: int) -> list[int]:
+    """Indices of the ``k`` highest ``scores``, best first (ties: the lower index first; NaN counts as lowest)."""
+    key = [(-s if s == s else math.inf, i) for i, s in enumerate(scores)]
+    return [i for _, i in sorted(key)[:k]]
+
+
 @torch.no_grad()
 def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
     """The input of the model's last ``nn.Linear`` layer on ``x``: its learned features (eval mode).
@@ -212,11 +231,12 @@ def make_members(factory: Callable[[], nn.Module], seeds: Iterable[int]) -> list
 
 
 def train_sequential(members: Sequence[nn.Module], make_loader: Callable[[], Iterable], *, epochs: int,
-                     lr: float, momentum: float = 0.0, loss_fn: Callable = F.cross_entropy) -> list[nn.Module]:
+                     lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                     loss_fn: Callable = F.cross_entropy) -> list[nn.Module]:
     """Train each member in turn with ``torch.optim.SGD``, each on its own fresh ``make_loader()`` (the
     baseline that :func:`train_vmap` must reproduce). Trains in place and returns the members."""
     for model in members:
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         loader = make_loader()
         model.train()
         for _ in range(epochs):
@@ -227,22 +247,44 @@ def train_sequential(members: Sequence[nn.Module], make_loader: Callable[[], Ite
     return list(members)
 
 
-def train_vmap(members: Sequence[nn.Module], loader: Iterable, *, epochs: int, lr: float,
-               momentum: float = 0.0, loss_fn: Callable = F.cross_entropy,
+def _per_member(value, k: int, name: str) -> Tensor:
+    """A hyper-parameter given once (a number) or once per member (K numbers), as a (K,) float tensor."""
+    t = torch.as_tensor(value, dtype=torch.float32)
+    if t.dim() == 0:
+        return t.expand(k)
+    if t.shape != (k,):
+        raise ValueError(f"{name} must be a number or have one value per member ({k}), got shape {tuple(t.shape)}")
+    return t
+
+
+def train_vmap(members: Sequence[nn.Module], loader: Iterable, *, epochs: int, lr,
+               momentum: float = 0.0, weight_decay=0.0, loss_fn: Callable = F.cross_entropy,
                per_member_batches: bool = False) -> tuple[list[nn.Module], Tensor]:
     """Train K identical models at once: SGD (with ``torch.optim.SGD``'s momentum) on stacked parameters.
 
     ``stack_module_state`` stacks the members' parameters into tensors with a leading K dimension;
     ``vmap(grad(loss))`` computes all K gradients in one call, each through ``functional_call`` of one
     stateless copy of the model. Every member sees the same batches (``per_member_batches=False``), or
-    its own when the loader yields (K, B, ...) batches (bagging). Models with buffers (batch norm) are
-    not supported. Returns new trained modules and the (steps, K) training losses. Each member ends
-    where ``train_sequential`` on the same batches ends, up to float rounding.
+    its own when the loader yields (K, B, ...) batches (bagging). ``lr`` and ``weight_decay`` are one
+    number for all members or one per member (K numbers): K configurations of a hyper-parameter search
+    trained in one run. The update is ``torch.optim.SGD``'s: ``g += wd·p``, ``v = μ·v + g``, ``p -= lr·v``.
+    Models with buffers (batch norm) are not supported. Returns new trained modules and the (steps, K)
+    training losses. Each member ends where ``train_sequential`` with its own ``lr`` and ``weight_decay``
+    on the same batches ends, up to float rounding.
     """
     if any(True for _ in members[0].buffers()):
         raise ValueError("train_vmap supports models without buffers (no batch norm)")
     params, _ = stack_module_state(list(members))
     params = {k: v.detach().clone() for k, v in params.items()}
+    rates = _per_member(lr, len(members), "lr")
+    decays = _per_member(weight_decay, len(members), "weight_decay")
+    decay = bool((decays != 0).any())
+
+    def per_member(values: Tensor, like: Tensor) -> Tensor:  # (K,) -> (K, 1, ..., 1) on like's device
+        return values.to(like.device, like.dtype).reshape(-1, *[1] * (like.dim() - 1))
+
+    lr_of = {k: per_member(rates, v) for k, v in params.items()}
+    wd_of = {k: per_member(decays, v) for k, v in params.items()}
     base = copy.deepcopy(members[0]).to("meta")
 
     def member_loss(p, xb, yb):
@@ -259,10 +301,12 @@ def train_vmap(members: Sequence[nn.Module], loader: Iterable, *, epochs: int, l
             losses.append(loss)
             with torch.no_grad():
                 for k, g in grads.items():
+                    if decay:
+                        g = g + wd_of[k] * params[k]
                     if momentum:
                         velocity[k].mul_(momentum).add_(g)
                         g = velocity[k]
-                    params[k].sub_(lr * g)
+                    params[k].sub_(lr_of[k] * g)
     return unstack(members, params), torch.stack(losses) if losses else torch.empty(0, len(members))
 
 

@@ -244,8 +244,35 @@ def test_hsv_jitter_ranges():
         assert v.min() >= lo and v.max() <= hi, key
         assert stats.kstest(((v - lo) / (hi - lo)).numpy(), "uniform").pvalue > 1e-3, key
     assert stats.pearsonr(p["s_mul"].numpy(), p["v_mul"].numpy()).pvalue > 1e-3, "S and V drawn independently"
-    same = A.HSVJitter(same_for_batch=True, generator=_gen(3)).sample(torch.zeros(5, 3, 1, 1))
-    assert all(len(set(v.tolist())) == 1 for v in same.values())
+
+
+def test_hsv_jitter_per_batch_draws_one_set_per_call():
+    x = torch.rand(6, 3, 4, 4, generator=_gen(0))
+    jitter = A.HSVJitter(per_batch=True, generator=_gen(3))
+    batches = [jitter.sample(x) for _ in range(4000)]
+    for p in batches[:5]:
+        assert set(p) == {"s_pow", "s_mul", "s_add", "v_pow", "v_mul", "v_add", "h_add"}
+        assert all(v.shape == (6,) and len(set(v.tolist())) == 1 for v in p.values()), "one draw for the batch"
+    firsts = {k: torch.stack([p[k][0] for p in batches]) for k in batches[0]}
+    assert len(set(firsts["v_mul"].tolist())) > 3990, "a new draw for every batch"
+    u = (firsts["s_pow"].log() - math.log(0.25)) / (math.log(4) - math.log(0.25))
+    assert stats.kstest(u.numpy(), "uniform").pvalue > 1e-3, "per-batch powers are log-uniform on [0.25, 4] too"
+    assert stats.kstest(((firsts["h_add"] + 0.1) / 0.2).numpy(), "uniform").pvalue > 1e-3
+    # applying per-batch factors is adjust_hsv with scalars
+    p = batches[0]
+    scalars = {k: float(v[0]) for k, v in p.items()}
+    assert torch.allclose(jitter.apply(x, **p), A.adjust_hsv(x, **scalars), atol=1e-6)
+    assert "per_batch=True" in repr(jitter)
+
+
+def test_hsv_params_is_what_hsv_jitter_draws():
+    x = torch.zeros(50, 3, 1, 1)
+    for per_batch in (False, True):
+        a = A.hsv_params(50, per_batch, _gen(7))
+        b = A.HSVJitter(per_batch=per_batch, generator=_gen(7)).sample(x)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    narrow = A.hsv_params(1000, False, _gen(8), power=(1.0, 1.0), hue=(0.0, 0.0))
+    assert torch.equal(narrow["s_pow"], torch.ones(1000)) and torch.equal(narrow["h_add"], torch.zeros(1000))
 
 
 def test_fancy_pca_alphas_are_normal():

@@ -64,6 +64,8 @@ def test_label_smoothing_minimum_is_the_smoothed_target():
     assert at_q < confident
     entropy = -(q * q.log()).sum()
     torch.testing.assert_close(at_q, entropy)
+    assert C.smoothed_loss_floor(eps, c) == pytest.approx(float(entropy), rel=1e-6)
+    assert C.smoothed_loss_floor(0.0, c) == 0.0
 
 
 # ------------------------------------------------------------------------------------ augmentation
@@ -223,6 +225,13 @@ def test_train_recipe_learns_and_is_reproducible(digits):
     assert math.isnan(C.time_to_accuracy(a.history, 1.01))
     single = C.train_recipe(TINY.without("ensemble", "tta"), digits, seed=0)
     assert len(single.models) == 1 and single.accuracy == single.evaluations[False, False]
+    assert C.split_accuracy(a, digits, "test") == pytest.approx(a.accuracy, abs=1e-6)
+    assert C.split_accuracy(single, digits, "test") == pytest.approx(single.accuracy, abs=1e-6)
+    raw = C.train_recipe(TINY.without("whiten", "ensemble"), digits, seed=0)
+    assert C.split_accuracy(raw, digits, "test") == pytest.approx(raw.accuracy, abs=1e-6)
+    assert 0.5 < C.split_accuracy(a, digits, "train") <= 1.0
+    with pytest.raises(ValueError):
+        C.split_accuracy(a, digits, "val")
 
 
 def test_compile_warmup_leaves_training_unchanged(digits, monkeypatch):

@@ -422,3 +422,97 @@ def test_data_stays_on_cuda(tmp_path, fake_debian):
     assert torch.equal(torch.cat([yb for _, yb in batches]).cpu(), cpu_order)  # CPU generator: same order
     on_gpu_gen = epoch(DeviceLoader(x, y, 8, generator=torch.Generator(device=cuda).manual_seed(3)))
     assert sorted(torch.cat([yb for _, yb in on_gpu_gen]).tolist()) == list(range(50))
+
+
+# ---------------------------------------------------------------------------- colour Fashion-MNIST
+
+def test_colourize_is_the_hsv_colour_of_the_grey_level():
+    from course_lib import augment
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(6, 1, 5, 5, generator=g)
+    hue, sat = torch.rand(6, generator=g), 0.2 + 0.8 * torch.rand(6, generator=g)
+    out = data.colourize(grey, hue, sat, torch.ones(6), torch.zeros(6, 3))
+    assert out.shape == (6, 3, 5, 5) and out.dtype == torch.float32
+    h, s, v = augment.rgb_to_hsv(out).unbind(1)
+    assert torch.allclose(v, grey[:, 0], atol=1e-6), "V is the grey level"
+    lit = grey[:, 0] > 0.05
+    assert torch.allclose(s[lit], sat[:, None, None].expand_as(s)[lit], atol=1e-4), "one saturation per image"
+    dh = (h - hue[:, None, None] + 0.5).remainder(1.0) - 0.5   # hue difference on the circle
+    assert dh[lit].abs().max() < 1e-4, "one hue per image"
+    red = data.colourize(torch.full((1, 1, 2, 2), 0.8), torch.zeros(1), torch.ones(1), torch.ones(1), torch.zeros(1, 3))
+    assert torch.allclose(red[0, :, 0, 0], torch.tensor([0.8, 0.0, 0.0]))
+
+
+def test_relight_and_the_ambient_light():
+    x = torch.full((2, 3, 4, 4), 0.5)
+    out = data.relight(x, torch.tensor([0.5, 2.0]), torch.tensor([[0.1, 0.0, 0.2], [0.0, 0.0, 0.0]]))
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.35, 0.25, 0.45]))
+    assert torch.equal(out[1], torch.ones(3, 4, 4)), "clamped to [0, 1]"
+    black = data.colourize(torch.zeros(1, 1, 3, 3), torch.tensor([0.3]), torch.tensor([0.5]), torch.tensor([0.7]),
+                           torch.tensor([[0.05, 0.1, 0.0]]))
+    assert torch.allclose(black[0, :, 1, 1], torch.tensor([0.05, 0.1, 0.0])), "the background takes the ambient light"
+    with pytest.raises(ValueError):
+        data.relight(torch.zeros(2, 1, 4, 4), torch.ones(2), torch.zeros(2, 3))
+    with pytest.raises(ValueError):
+        data.colourize(torch.zeros(2, 3, 4, 4), torch.zeros(2), torch.zeros(2), torch.ones(2), torch.zeros(2, 3))
+    with pytest.raises(ValueError):
+        data.relight(x, torch.ones(3), torch.zeros(2, 3))
+
+
+def test_lighting_samples_in_range_and_reproducibly():
+    for name, lighting in data.LIGHTING.items():
+        draws = lighting.sample(5000, torch.Generator().manual_seed(1))
+        assert draws["ambient"].shape == (5000, 3) and all(draws[k].shape == (5000,) for k in ("hue", "saturation", "gain"))
+        for key in ("hue", "saturation", "gain", "ambient"):
+            low, high = getattr(lighting, key)
+            v = draws[key]
+            assert low <= float(v.min()) and float(v.max()) <= high, (name, key)
+            assert abs(float(v.mean()) - (low + high) / 2) < 0.02 * (high - low) + 1e-6, (name, key)
+        again = lighting.sample(5000, torch.Generator().manual_seed(1))
+        assert all(torch.equal(draws[k], again[k]) for k in draws)
+    train, shifted = data.LIGHTING["train"], data.LIGHTING["shifted"]
+    assert shifted.gain[1] <= train.gain[0] and shifted.saturation[0] >= train.saturation[1], "the test range is shifted"
+    assert shifted.ambient[0] >= train.ambient[1]
+
+
+def test_colour_dataset_of_grey_data_is_tinted_independently_of_the_class():
+    from course_lib import augment
+
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    x = 0.2 + 0.8 * torch.rand(n, 1, 4, 4, generator=g)
+    y = torch.arange(n) % 10
+    grey = Dataset("toy", x, y, x[:2000].clone(), y[:2000].clone(), [str(i) for i in range(10)])
+    ds = data.colour_dataset(grey, generator=torch.Generator().manual_seed(2))
+    assert ds.x_train.shape == (n, 3, 4, 4) and ds.x_test.shape == (2000, 3, 4, 4) and ds.name == "colour toy"
+    assert torch.equal(ds.y_train, y) and ds.classes == grey.classes
+    assert 0 <= float(ds.x_train.min()) and float(ds.x_train.max()) <= 1
+    hue = augment.rgb_to_hsv(ds.x_train)[:, 0, 0, 0]
+    per_class = torch.stack([torch.cos(2 * torch.pi * hue[y == c]).mean() for c in range(10)])
+    assert per_class.abs().max() < 0.12, f"the colour must not depend on the class: {per_class}"
+    bright_train, bright_test = ds.x_train.amax(1).mean(), ds.x_test.amax(1).mean()
+    assert bright_test < bright_train, "the shifted test split is lit by a dimmer light"
+    again = data.colour_dataset(grey, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(ds.x_train, again.x_train) and torch.equal(ds.x_test, again.x_test)
+
+
+def test_colour_dataset_of_colour_data_relights_the_test_split_only():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(20, 3, 4, 4, generator=g)
+    rgb = Dataset("cifar10", x, torch.arange(20) % 10, x[:8].clone(), torch.arange(8), [str(i) for i in range(10)])
+    ds = data.colour_dataset(rgb, generator=torch.Generator().manual_seed(1))
+    assert ds.x_train is rgb.x_train and ds.name == "cifar10, test relit"
+    draws = data.LIGHTING["shifted"].sample(8, torch.Generator().manual_seed(1))
+    assert torch.allclose(ds.x_test, data.relight(rgb.x_test, draws["gain"], draws["ambient"]))
+    with pytest.raises(ValueError):
+        data.colour_dataset(Dataset("two", torch.zeros(2, 2, 3, 3), torch.zeros(2), torch.zeros(1, 2, 3, 3),
+                                    torch.zeros(1), ["a"]))
+
+
+def test_colour_fashion_mnist_from_files(tmp_path, fake_debian):
+    ds = data.colour_fashion_mnist(5, 3, root=tmp_path / "root", device=CPU, download=False, verbose=False,
+                                   generator=torch.Generator().manual_seed(0))
+    assert ds.name == "colour fashion_mnist" and ds.x_train.shape == (5, 3, 28, 28) and ds.x_test.shape == (3, 3, 28, 28)
+    grey = load_dataset(root=tmp_path / "root", device=CPU, download=False, verbose=False)
+    assert set(ds.y_train.tolist()) <= set(grey.y_train.tolist())

@@ -187,3 +187,30 @@ def test_vmap_training_with_per_member_batches(device):
 def test_vmap_refuses_batch_norm():
     with pytest.raises(ValueError, match="buffers"):
         ensemble.train_vmap([models.MLP(4, 2, norm="batch")], [], epochs=1, lr=0.1)
+
+
+def test_vmap_training_with_one_learning_rate_and_weight_decay_per_member(device):
+    ds = _digits(device)
+    x, y = ds.x_train[:400], ds.y_train[:400]
+    lrs, wds = [0.02, 0.1, 0.3], [0.0, 1e-2, 1e-3]
+    make_loader = lambda: data.DeviceLoader(x, y, 50, generator=torch.Generator().manual_seed(3))
+    vmapped, _ = ensemble.train_vmap(ensemble.make_members(_factory(device), [0, 1, 2]), make_loader(), epochs=2,
+                                     lr=lrs, weight_decay=torch.tensor(wds), momentum=0.9)
+    for k in range(3):
+        (seq,) = ensemble.train_sequential(ensemble.make_members(_factory(device), [k]), make_loader, epochs=2,
+                                           lr=lrs[k], momentum=0.9, weight_decay=wds[k])
+        for pa, pb in zip(seq.parameters(), vmapped[k].parameters()):
+            torch.testing.assert_close(pb, pa, rtol=1e-4, atol=1e-5, msg=f"member {k}")
+    with pytest.raises(ValueError, match="one value per member"):
+        ensemble.train_vmap(ensemble.make_members(_factory(device), [0, 1]), make_loader(), epochs=1, lr=[0.1, 0.2, 0.3])
+
+
+def test_shard_indices_are_disjoint_and_top_k():
+    idx = ensemble.shard_indices(103, 5, generator=torch.Generator().manual_seed(0))
+    assert idx.shape == (5, 20) and idx.dtype == torch.int64
+    assert len(torch.unique(idx)) == 100 and int(idx.min()) >= 0 and int(idx.max()) < 103
+    again = ensemble.shard_indices(103, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(idx, again)
+    with pytest.raises(ValueError):
+        ensemble.shard_indices(3, 4)
+    assert ensemble.top_k([0.5, 0.9, float("nan"), 0.9, 0.1], 3) == [1, 3, 0]
