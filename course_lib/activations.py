@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import diagnostics
+from .runtime import generator_device
 
 # ------------------------------------------------------------------------------------------ functions
 
@@ -83,7 +84,7 @@ def sample_rrelu_slope(shape, lower: float, upper: float, *, generator: torch.Ge
 
     Drawn on the generator's device (the CPU without one) and returned on ``device``.
     """
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     u = torch.rand(tuple(shape), generator=generator, device=gen_device, dtype=dtype)
     return (lower + (upper - lower) * u).to(device if device is not None else gen_device)
 

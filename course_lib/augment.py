@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .runtime import generator_device
+
 # ------------------------------------------------------------------------------------------ helpers
 
 
@@ -66,14 +68,9 @@ def _pair(size) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
 
 
-def _sample_device(generator: torch.Generator | None) -> torch.device:
-    """Where to draw random numbers: the generator's device (the CPU for the global RNG)."""
-    return generator.device if generator is not None else torch.device("cpu")
-
-
 def _uniform(n: int, low: float, high: float, generator) -> Tensor:
     """``n`` samples of ``U(low, high)`` drawn from ``generator``."""
-    u = torch.rand(n, generator=generator, device=_sample_device(generator))
+    u = torch.rand(n, generator=generator, device=generator_device(generator))
     return low + (high - low) * u
 
 
@@ -350,7 +347,7 @@ class RandomHFlip(RandomTransform):
 
     def sample(self, images):
         n = images.shape[0]
-        return {"mask": torch.rand(n, generator=self.generator, device=_sample_device(self.generator)) < self.p}
+        return {"mask": torch.rand(n, generator=self.generator, device=generator_device(self.generator)) < self.p}
 
     def apply(self, images, mask):
         return hflip(images, mask)
@@ -366,7 +363,7 @@ class RandomCrop(RandomTransform):
     def sample(self, images):
         n, _, h, w = images.shape
         ch, cw = _pair(self.size)
-        dev = _sample_device(self.generator)
+        dev = generator_device(self.generator)
         top = torch.randint(0, h + 2 * self.padding - ch + 1, (n,), generator=self.generator, device=dev)
         left = torch.randint(0, w + 2 * self.padding - cw + 1, (n,), generator=self.generator, device=dev)
         return {"top": top, "left": left}
@@ -388,7 +385,7 @@ class RandomResizedCrop(RandomTransform):
 
     def sample(self, images, tries: int = 10):
         n, _, H, W = images.shape
-        g, dev = self.generator, _sample_device(self.generator)
+        g, dev = self.generator, generator_device(self.generator)
         area = H * W * _uniform(n * tries, *self.scale, g).reshape(n, tries)
         log_r = _uniform(n * tries, math.log(self.ratio[0]), math.log(self.ratio[1]), g).reshape(n, tries)
         w = torch.sqrt(area * log_r.exp()).round().long()
@@ -500,7 +497,7 @@ class FancyPCA(RandomTransform):
 
     def sample(self, images):
         n = images.shape[0]
-        return {"alphas": self.std * torch.randn(n, 3, generator=self.generator, device=_sample_device(self.generator))}
+        return {"alphas": self.std * torch.randn(n, 3, generator=self.generator, device=generator_device(self.generator))}
 
     def apply(self, images, alphas):
         key = (images.device, images.dtype)

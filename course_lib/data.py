@@ -35,6 +35,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import check_integrity
 
 from . import runtime
+from .runtime import generator_device
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 NAMES = ("fashion_mnist", "mnist", "cifar10", "digits")
@@ -95,7 +96,7 @@ class Dataset:
 
 def _permutation(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """A random permutation of ``range(n)`` drawn on the generator's device, returned on ``device``."""
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     return torch.randperm(n, generator=generator, device=gen_device).to(device)
 
 
@@ -135,9 +136,13 @@ class DeviceLoader:
         n, b = len(self.x), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
+    def order(self) -> Tensor | None:
+        """This epoch's sample order: a fresh permutation with ``shuffle``, else ``None`` (in order)."""
+        return _permutation(len(self.x), self.generator, self.x.device) if self.shuffle else None
+
     def __iter__(self):
         """One epoch of ``(xb, yb)`` batches."""
-        index = _permutation(len(self.x), self.generator, self.x.device) if self.shuffle else None
+        index = self.order()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             if index is None:
                 xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
@@ -393,7 +398,7 @@ class Lighting:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> dict:
         """``n`` draws: ``hue``, ``saturation``, ``gain`` of shape ``(n,)`` and ``ambient`` of shape ``(n, 3)``."""
-        gen_device = generator.device if generator is not None else torch.device("cpu")
+        gen_device = generator_device(generator)
 
         def uniform(bounds, *shape):
             low, high = bounds

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from .runtime import generator_device
+
 # ------------------------------------------------------------------------------------------ combining
 
 
@@ -176,7 +178,7 @@ def bootstrap_indices(n: int, k: int = 1, generator: torch.Generator | None = No
 
     Each sample holds about ``1 - 1/e`` (63.2%) of the distinct items (Breiman 1996).
     """
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     index = torch.randint(0, n, (k, n), generator=generator, device=gen_device)
     return index.to(device) if device is not None else index
 
@@ -186,7 +188,7 @@ def shard_indices(n: int, k: int, generator: torch.Generator | None = None, devi
     (the ``n mod k`` left over are dropped). Members trained on different shards never see each other's data."""
     if not 1 <= k <= n:
         raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     index = torch.randperm(n, generator=generator, device=gen_device)[: (n // k) * k].reshape(k, n // k)
     return index.to(device) if device is not None else index
 

@@ -20,10 +20,11 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .data import Dataset
+from . import augment
+from .data import Dataset, DeviceLoader
+from .runtime import generator_device
 
 # ------------------------------------------------------------------------------------------ building
 
@@ -76,7 +77,7 @@ def make_long_tailed(dataset: Dataset, imbalance_ratio: float, *, n_max: int | N
 
 
 def _randperm(n: int, generator, device) -> Tensor:
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     return torch.randperm(n, generator=generator, device=gen_device).to(device)
 
 
@@ -123,7 +124,7 @@ def sample_weights(y: Tensor, num_classes: int) -> Tensor:
 
 def balanced_indices(y: Tensor, num_classes: int, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
     """``num_samples`` indices drawn with replacement, each class equally likely (class-balanced sampling)."""
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     weights = sample_weights(y, num_classes).to(gen_device)
     return torch.multinomial(weights, num_samples, replacement=True, generator=generator).to(y.device)
 
@@ -163,28 +164,21 @@ def undersample_indices(y: Tensor, num_classes: int, generator: torch.Generator 
 
 
 def _randint(high: int, n: int, generator, device) -> Tensor:
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     return torch.randint(0, high, (n,), generator=generator, device=gen_device).to(device)
 
 
-class BalancedLoader:
-    """Mini-batches of a class-balanced epoch: each ``iter()`` draws ``len(x)`` indices with
-    :func:`balanced_indices` (every class equally likely) and cuts them into batches on the device."""
+class BalancedLoader(DeviceLoader):
+    """Mini-batches of a class-balanced epoch: a :class:`~course_lib.data.DeviceLoader` whose order, at
+    each ``iter()``, is ``len(x)`` indices drawn with :func:`balanced_indices` (every class equally likely)."""
 
     def __init__(self, x: Tensor, y: Tensor, num_classes: int, batch_size: int, *,
                  generator: torch.Generator | None = None, transform: Callable | None = None):
-        self.x, self.y, self.num_classes, self.batch_size = x, y, num_classes, int(batch_size)
-        self.generator, self.transform = generator, transform
+        super().__init__(x, y, batch_size, generator=generator, transform=transform)
+        self.num_classes = num_classes
 
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def __iter__(self):
-        index = balanced_indices(self.y, self.num_classes, len(self.y), self.generator)
-        for start in range(0, len(index), self.batch_size):
-            batch = index[start:start + self.batch_size]
-            xb = self.x[batch]
-            yield (self.transform(xb) if self.transform is not None else xb), self.y[batch]
+    def order(self) -> Tensor:
+        return balanced_indices(self.y, self.num_classes, len(self.y), self.generator)
 
 
 # ------------------------------------------------------------------------------------- random crops
@@ -192,7 +186,7 @@ class BalancedLoader:
 
 def crop_offsets(n: int, padding: int, generator: torch.Generator | None = None, device=None) -> Tensor:
     """(n, 2) int64 offsets ``(top, left)``, uniform in ``[0, 2 * padding]``: the random part of a crop."""
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     off = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=gen_device)
     return off.to(device) if device is not None else off
 
@@ -202,16 +196,11 @@ def random_crop(x: Tensor, offsets: Tensor, padding: int) -> Tensor:
     at ``offsets[i] = (top, left)`` of the padded image (0 <= top, left <= 2 * padding).
 
     Offsets ``(padding, padding)`` give the image back unchanged. Same result as
-    ``torchvision.transforms.v2.functional.crop(F.pad(x, [p] * 4), top, left, H, W)`` image by image.
+    ``torchvision.transforms.v2.functional.crop(F.pad(x, [p] * 4), top, left, H, W)`` image by image;
+    it is :func:`course_lib.augment.crop` with the window of the image's own size.
     """
-    n, _, h, w = x.shape
-    padded = F.pad(x, [padding] * 4)
     offsets = offsets.to(x.device)
-    rows = offsets[:, 0, None] + torch.arange(h, device=x.device)                 # (N, H)
-    cols = offsets[:, 1, None] + torch.arange(w, device=x.device)                 # (N, W)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    return augment.crop(x, offsets[:, 0], offsets[:, 1], tuple(x.shape[-2:]), padding)
 
 
 def oversample_with_crops(x: Tensor, y: Tensor, num_classes: int, *, padding: int = 3,

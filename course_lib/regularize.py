@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime import generator_device
+
 # ----------------------------------------------------------------------------------------- penalties
 
 
@@ -106,7 +108,7 @@ def dropout_mask(shape, p: float, *, generator: torch.Generator | None = None, d
     Drawn on the generator's device (the CPU without one) and returned on ``device``.
     """
     _check_p(p)
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    gen_device = generator_device(generator)
     u = torch.rand(tuple(shape), generator=generator, device=gen_device)
     return (u >= p).to(device if device is not None else gen_device)
 

@@ -92,3 +92,13 @@ def device_name(device) -> str:
     except OSError:
         model = ""
     return f"{model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def generator_device(generator: "torch.Generator | None") -> torch.device:
+    """Where random numbers are drawn: the generator's device, or the CPU for torch's global generator.
+
+    A ``torch.Generator`` only draws on its own device, so every sampler draws there and then moves the
+    numbers to the data (which keeps CPU-seeded results the same on every device).
+    """
+    return generator.device if generator is not None else torch.device("cpu")
+
