@@ -516,3 +516,23 @@ def test_colour_fashion_mnist_from_files(tmp_path, fake_debian):
     assert ds.name == "colour fashion_mnist" and ds.x_train.shape == (5, 3, 28, 28) and ds.x_test.shape == (3, 3, 28, 28)
     grey = load_dataset(root=tmp_path / "root", device=CPU, download=False, verbose=False)
     assert set(ds.y_train.tolist()) <= set(grey.y_train.tolist())
+
+
+def test_parsed_tensors_are_cached_next_to_the_raw_files_and_checked_against_them(tmp_path, no_debian):
+    """A second load reads the cache (no torchvision import); changed raw files are parsed again."""
+    import shutil
+    import subprocess
+
+    root = tmp_path / "root"
+    write_raw(root, small_fashion(n_train=12, n_test=6))
+    first = data.load_dataset("fashion_mnist", root=root, device="cpu", download=False, verbose=False)
+    cache = root / "FashionMNIST" / "fashion_mnist.course_lib.pt"
+    assert cache.exists()
+    code = (f"import sys; from course_lib import data; ds = data.load_dataset('fashion_mnist', root={str(root)!r}, "
+            "device='cpu', download=False, verbose=False); print(len(ds.x_train), 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["12", "False"]
+    shutil.rmtree(raw_dir(root))
+    write_raw(root, small_fashion(n_train=8, n_test=6))  # new files: the cache no longer matches
+    again = data.load_dataset("fashion_mnist", root=root, device="cpu", download=False, verbose=False)
+    assert len(first.x_train) == 12 and len(again.x_train) == 8
