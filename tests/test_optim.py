@@ -196,3 +196,51 @@ def test_optimize_path(device):
     assert float(path[-1].abs().max()) < 1e-6
     path = testfunctions.optimize_path(lambda p: optim.SGD(p, lr=0.1), testfunctions.saddle, (-1.0, 1e-3), 100)
     assert abs(float(path[-1, 1])) > 1.0
+
+
+def test_sparse_logistic_frequencies_labels_and_floor(device):
+    g = torch.Generator().manual_seed(0)
+    p = testfunctions.sparse_logistic(20000, n_common=10, p_common=0.5, n_rare=50, p_rare=(0.05, 0.005),
+                                      generator=g, device=device)
+    assert p.x.shape == (20000, 60) and p.y.shape == (20000,) and p.x.device == p.y.device == device
+    assert p.x.dtype == torch.float32 and set(p.x.unique().tolist()) <= {0.0, 1.0} and set(p.y.unique().tolist()) <= {0.0, 1.0}
+    assert p.frequency[:10].tolist() == [0.5] * 10
+    assert p.frequency[10].item() == pytest.approx(0.05) and p.frequency[-1].item() == pytest.approx(0.005)
+    # each feature is on about as often as its frequency says
+    seen = p.x.double().mean(0).cpu()
+    assert torch.allclose(seen, p.frequency, atol=4 * (p.frequency * (1 - p.frequency) / 20000).sqrt().max().item())
+    # the frequent features carry little weight
+    assert p.weight[:10].abs().max() < p.weight[10:].abs().max() / 3
+    # the labels follow the true weights: their loss is the floor, and below the loss of a constant guess
+    floor = p.bayes_loss()
+    base = float(torch.nn.functional.binary_cross_entropy(p.y.double().mean().expand(20000), p.y.double().cpu()))
+    assert floor < base
+    assert p.bayes_loss(slice(0, 100)) == pytest.approx(float(torch.nn.functional.binary_cross_entropy_with_logits(
+        p.x[:100].double().cpu() @ p.weight, p.y[:100].double().cpu())))
+    with pytest.raises(ValueError):
+        testfunctions.sparse_logistic(10, p_rare=(0.0, 0.1))
+
+
+def test_adagrad_beats_sgd_on_rare_informative_features():
+    """Seed 001 (7.6): with rare features that carry the signal, AdaGrad's per-parameter rates win."""
+    p = testfunctions.sparse_logistic(6000, generator=torch.Generator().manual_seed(1))
+    test = slice(4000, 6000)
+
+    def excess(make, lr):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(p.x.shape[1], 1)
+        torch.nn.init.zeros_(model.weight), torch.nn.init.zeros_(model.bias)
+        opt = make(model.parameters(), lr=lr)
+        for _ in range(2):
+            for start in range(0, 4000, 32):
+                xb, yb = p.x[start:start + 32], p.y[start:start + 32]
+                opt.zero_grad()
+                torch.nn.functional.binary_cross_entropy_with_logits(model(xb).squeeze(1), yb).backward()
+                opt.step()
+        with torch.no_grad():
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(p.x[test]).squeeze(1), p.y[test])
+        return float(loss) - p.bayes_loss(test) if torch.isfinite(loss) else math.inf
+
+    sgd = min(excess(optim.SGD, lr) for lr in [0.1, 0.3, 1.0, 3.0])
+    adagrad = min(excess(optim.AdaGrad, lr) for lr in [0.1, 0.3, 1.0, 3.0])
+    assert adagrad < 0.6 * sgd, (adagrad, sgd)
