@@ -8,6 +8,15 @@
   about 1/9 at 3x3) and global average pooling instead of fully connected layers (Inception v1).
 - The building blocks as real modules, a small CNN built each way (``trick_cnn``), and deep plain
   and residual networks (``DeepNet``; He et al. 2016) for the vanishing-gradient experiment.
+
+Two statements of the seeds are corrected where the course teaches them (notebook 04e):
+
+- seed 002 says VGGNet introduced 1x1 convolutions; they come from Network in Network (Lin, Chen & Yan,
+  2013), which Inception v1 then used, as seed 002 itself says in its section 2.2.3;
+- seeds 000 and 003 ask for input sizes that are "powers of two" and list 224 and 384 among them
+  (``224 = 7·2^5``, ``384 = 3·2^7``). What matters is that the size is divisible by 2 as many times as
+  the network has stride-2 stages, so that every 2x2 pool halves it without a remainder
+  (:func:`halvings`): 224 halves cleanly five times, 28 only twice.
 """
 from __future__ import annotations
 
@@ -15,6 +24,8 @@ import math
 
 import torch
 from torch import nn
+
+from . import init as init_schemes
 
 
 def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
@@ -29,6 +40,18 @@ def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dil
     if out < 1:
         raise ValueError(f"a kernel of {kernel} (dilation {dilation}) does not fit an input of {n} with padding {padding}")
     return out
+
+
+def halvings(n: int) -> int:
+    """How many times ``n`` can be halved without a remainder (the exponent of 2 in ``n``): the number of
+    2x2 poolings (stride 2) that lose no row or column. ``halvings(224) == 5``, ``halvings(28) == 2``."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    count = 0
+    while n % 2 == 0:
+        n //= 2
+        count += 1
+    return count
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
@@ -162,10 +185,19 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def _body(width: int, conv: bool) -> nn.Sequential:
-    """Pre-activation body ``ReLU → W → ReLU → W`` (He et al. 2016b), dense or 3x3 convolutional."""
+def _body(width: int, conv: bool, norm: str | None = None) -> nn.Sequential:
+    """Pre-activation body ``ReLU → W → ReLU → W`` (He et al. 2016b), dense or 3x3 convolutional;
+    with ``norm="batch"`` a BatchNorm before each ReLU: ``BN → ReLU → W → BN → ReLU → W``."""
     layer = (lambda: nn.Conv2d(width, width, 3, padding=1)) if conv else (lambda: nn.Linear(width, width))
-    return nn.Sequential(nn.ReLU(), layer(), nn.ReLU(), layer())
+    return nn.Sequential(*_pre_activation(width, conv, norm), layer(), *_pre_activation(width, conv, norm), layer())
+
+
+def _pre_activation(width: int, conv: bool, norm: str | None) -> list[nn.Module]:
+    if norm is None:
+        return [nn.ReLU()]
+    if norm != "batch":
+        raise ValueError(f"norm must be None or 'batch', got {norm!r}")
+    return [nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width), nn.ReLU()]
 
 
 class DeepNet(nn.Module):
@@ -174,20 +206,29 @@ class DeepNet(nn.Module):
 
     ``conv=False``: an MLP of ``width`` units on flattened inputs. ``conv=True``: a 3x3 conv stem with a
     2x2 pool, 3x3 conv blocks of ``width`` channels, global average pooling and a linear head.
+
+    ``norm="batch"`` puts a BatchNorm before every ReLU (blocks and head), as in the plain and residual
+    networks of He et al. (2016); ``init`` names a scheme of :mod:`course_lib.init` for every weight
+    (biases zero), e.g. ``"kaiming_normal"``. The defaults (no BN, torch's initialization) keep the
+    earlier behaviour.
     """
 
     def __init__(self, input_shape, num_classes: int, blocks: int = 10, width: int = 64,
-                 residual: bool = True, conv: bool = False):
+                 residual: bool = True, conv: bool = False, norm: str | None = None, init: str | None = None,
+                 generator: torch.Generator | None = None):
         super().__init__()
         c, h, w = input_shape
         if conv:
             self.stem = nn.Sequential(nn.Conv2d(c, width, 3, padding=1), nn.MaxPool2d(2))
-            self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+            self.head = nn.Sequential(*_pre_activation(width, conv, norm), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                      nn.Linear(width, num_classes))
         else:
             self.stem = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, width))
-            self.head = nn.Sequential(nn.ReLU(), nn.Linear(width, num_classes))
+            self.head = nn.Sequential(*_pre_activation(width, conv, norm), nn.Linear(width, num_classes))
         wrap = Residual if residual else (lambda body: body)
-        self.blocks = nn.Sequential(*[wrap(_body(width, conv)) for _ in range(blocks)])
+        self.blocks = nn.Sequential(*[wrap(_body(width, conv, norm)) for _ in range(blocks)])
+        if init is not None:
+            init_schemes.init_module_(self, init, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))

@@ -15,6 +15,11 @@ Run it with torchrun (NCCL on GPUs, one GPU per process; gloo on CPUs)::
 Without torchrun it trains in one process, which is the reference the 2-process run must equal
 (tests/test_distributed.py). Rank 0 saves a dict with the final weights, the global loss per step and
 timings to ``--out``.
+
+Expect no speed-up from 2 gloo processes on a 2-core CPU (notebook 04h measures it): the ranks share the
+cores with each other and with the launching process, every step pays a gloo all-reduce over the
+loopback network, and a small model's step is mostly overhead that halving the batch does not halve. The
+gain appears with one GPU per rank (NCCL) and enough work per step.
 """
 from __future__ import annotations
 

@@ -7,18 +7,30 @@
   model (for example on Fashion-MNIST classes 0-4) and ``class_subset`` cuts the target tasks.
   ``pretrained_torchvision`` loads torchvision's weights when they can be had, and otherwise fails
   with one line that names this offline alternative.
-- ``transfer`` builds one of the four strategies of the seeds' table on top of a source model.
+- ``transfer`` builds one of the strategies of the seeds' table on top of a source model;
+  ``features_at`` and ``probe_accuracy`` give seed 000's linear classifier on the features of an
+  *earlier* layer; ``recompute_bn_statistics`` re-estimates batch norm's running statistics after a
+  short training run.
 
-The seeds' table (seed 000; seed 003 says the same except for the last case):
+The seeds' table. The two seeds agree on two cells and disagree on the other two:
 
 =====================  ===========================================  ==========================================
                        similar domain                               different domain
 =====================  ===========================================  ==========================================
-small target data      linear classifier on the top features        the hard case: a linear classifier on
-                                                                    *earlier* features (seed 000); do not use
-                                                                    the pretrained network (seed 003)
-large target data      fine-tune the top layers, small lr           fine-tune many / all layers, small lr
+small target data      a linear classifier on the top features      seed 000: a linear classifier (an SVM) on
+                       (seed 003: "add a few small layers at the    the features of *earlier* layers;
+                       end", the network's parameters unchanged)    seed 003: do not use the pretrained network
+large target data      seed 000: fine-tune the *last* (top) layers  fine-tune many / all layers, small lr
+                       with a small lr; seed 003: train the *first*
+                       few layers with a very small lr
 =====================  ===========================================  ==========================================
+
+The large/similar cell is a contradiction, not a nuance. Seed 000: "若自己的数据集较大，可以使用一个较小的学习速率
+对预训练模型的最后几个顶层进行调优" (with a larger dataset, fine-tune the last few top layers of the pretrained
+model with a small learning rate). Seed 003: "我们需要用很小的学习率去训练网络一开始的几层就可以了，因为后面几层都
+已经把特征高度抽象化了" (we only need to train the first few layers of the network with a very small learning
+rate, because the later layers have already abstracted the features). Seed 000 is the usual advice (and
+Wei's original); the strategies ``"fine-tune top"`` and ``"fine-tune bottom"`` measure both readings.
 """
 from __future__ import annotations
 
@@ -33,6 +45,8 @@ from . import data as course_data
 from . import models, train
 
 STRATEGIES = ("linear probe", "fine-tune top", "fine-tune all", "from scratch")
+EXTRA_STRATEGIES = ("fine-tune bottom",)
+"""Seed 003's reading of the large/similar cell: the *first* conv stage (small lr) and a new head train."""
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -148,6 +162,14 @@ def top_prefixes(model: models.SmallCNN, n_stages: int = 1) -> list[str]:
             if any(True for _ in model.features[i].parameters())] + ["head"]
 
 
+def bottom_prefixes(model: models.SmallCNN, n_stages: int = 1) -> list[str]:
+    """The names of the first ``n_stages`` conv stages of a SmallCNN's ``features`` (the modules with
+    parameters before the next stage's convolution)."""
+    convs = [i for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]
+    last = convs[n_stages] if n_stages < len(convs) else len(model.features)
+    return [f"features.{i}" for i in range(last) if any(True for _ in model.features[i].parameters())]
+
+
 def transfer(source: models.SmallCNN, strategy: str, num_classes: int, *, lr: float = 0.05,
              small_lr_factor: float = 0.1, momentum: float = 0.9) -> tuple[nn.Module, torch.optim.Optimizer]:
     """A model and its optimizer for one of :data:`STRATEGIES`, on a target with ``num_classes`` classes.
@@ -156,10 +178,12 @@ def transfer(source: models.SmallCNN, strategy: str, num_classes: int, *, lr: fl
       :class:`FrozenBN`), a new linear head trained at ``lr``;
     - ``"fine-tune top"``: the last conv stage and a new head train, the stage at ``lr · small_lr_factor``;
     - ``"fine-tune all"``: everything trains, pretrained layers at ``lr · small_lr_factor``, new head at ``lr``;
-    - ``"from scratch"``: a fresh network with the source's architecture, everything at ``lr``.
+    - ``"from scratch"``: a fresh network with the source's architecture, everything at ``lr``;
+    - ``"fine-tune bottom"`` (:data:`EXTRA_STRATEGIES`, seed 003's large/similar advice): the first conv
+      stage trains at ``lr · small_lr_factor`` and a new head at ``lr``, the rest is frozen.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy not in STRATEGIES + EXTRA_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES + EXTRA_STRATEGIES)}")
     small = lr * small_lr_factor
     if strategy == "from scratch":
         widths = tuple(m.out_channels for m in source.features if isinstance(m, nn.Conv2d))
@@ -178,9 +202,93 @@ def transfer(source: models.SmallCNN, strategy: str, num_classes: int, *, lr: fl
         top = top_prefixes(model, 1)
         unfreeze(model, top)
         groups = param_groups(model, {head: lr, **{p: small for p in top[:-1]}})
+    elif strategy == "fine-tune bottom":
+        freeze(model)
+        bottom = bottom_prefixes(model, 1)
+        unfreeze(model, bottom + [head])
+        groups = param_groups(model, {head: lr, **{p: small for p in bottom}})
     else:
         groups = param_groups(model, {head: lr}, default_lr=small)
     return model, torch.optim.SGD(groups, lr=lr, momentum=momentum)
+
+
+# ------------------------------------------------------------------------ earlier layers, BN statistics
+
+def stage_ends(model: models.SmallCNN) -> list[int]:
+    """For each conv stage of a SmallCNN, the number of modules of ``model.features`` up to and including
+    its pooling layer: the ``layer`` values of :func:`features_at` that read a stage's output."""
+    return [i + 1 for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
+
+
+def features_at(model: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
+    """The output of the first ``layer`` modules of ``model.features`` for inputs ``x``, flattened to
+    ``(N, -1)``; ``layer = 0`` is the input itself, ``layer = len(model.features)`` the last feature maps.
+
+    The features seed 000 puts a linear classifier on when the target data is small and from a different
+    domain ("在网络较为靠前的特征层就使用svm分类器"). Computed in eval mode (batch norm uses its running
+    statistics, so a sample's features do not depend on its batch mates) and without gradients; the
+    model is left in the mode it was in. ``ValueError`` if ``layer`` is not in ``[0, len(model.features)]``.
+    """
+    n = len(model.features)
+    if not 0 <= layer <= n:
+        raise ValueError(f"layer must be in [0, {n}] (the number of modules of model.features to apply), got {layer}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            h = x
+            for module in list(model.features)[:layer]:
+                h = module(h)
+    finally:
+        model.train(was_training)
+    return h.flatten(1)
+
+
+def top_features(model: models.SmallCNN, x: torch.Tensor) -> torch.Tensor:
+    """The "top features" of seed 000's table: the input of the last linear layer of ``model.head``
+    (for a SmallCNN, the globally average-pooled last feature maps), in eval mode and without gradients;
+    the model is left in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model.head[:-1](model.features(x)).flatten(1)
+    finally:
+        model.train(was_training)
+
+
+def probe_accuracy(train_features: torch.Tensor, y_train: torch.Tensor, test_features: torch.Tensor,
+                   y_test: torch.Tensor, num_classes: int, *, epochs: int, batch_size: int, lr: float = 0.05,
+                   momentum: float = 0.9, seed: int = 0) -> tuple[float, int]:
+    """Train a linear classifier (``nn.Linear``, cross-entropy, SGD with momentum) on fixed features and
+    return ``(test accuracy, number of its parameters)``.
+
+    On the top features this is the ``"linear probe"`` strategy (same optimizer, same data order); on the
+    features of an earlier layer (:func:`features_at`) it is seed 000's advice for small data from a
+    different domain. Seed 000 says an SVM; a softmax classifier is the same kind of linear model, and
+    using the head of the other strategies keeps the comparison to the features alone.
+    """
+    torch.manual_seed(seed)
+    head = nn.Linear(train_features.shape[1], num_classes).to(train_features.device)
+    loader = course_data.DeviceLoader(train_features, y_train, batch_size, generator=torch.Generator().manual_seed(seed))
+    train.fit(head, loader, epochs=epochs, optimizer=torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum),
+              progress=False)
+    return train.evaluate(head, test_features, y_test)[1], sum(p.numel() for p in head.parameters())
+
+
+def recompute_bn_statistics(model: nn.Module, batches) -> nn.Module:
+    """Re-estimate the running mean and variance of every batch-norm layer of ``model`` at its final
+    weights, as the plain average over ``batches`` (``(x, y)`` pairs or inputs), with
+    ``torch.optim.swa_utils.update_bn``.
+
+    After a short run at a high learning rate the running averages (momentum 0.1: mostly the last ~10
+    steps) lag behind weights that kept moving, and eval-mode accuracy can fall far below train-mode
+    accuracy. A :class:`FrozenBN` model is returned unchanged: its statistics are the source's by design.
+    """
+    if isinstance(model, FrozenBN) or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    torch.optim.swa_utils.update_bn(batches, model)
+    return model
 
 
 class FrozenBN(nn.Module):

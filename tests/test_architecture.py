@@ -91,3 +91,40 @@ def test_gradients_vanish_in_the_deep_plain_net_and_hold_in_the_residual_one():
     assert len(plain) == len(res) == 20
     assert plain[0] / plain[-1] < 1e-3            # the first block gets almost nothing
     assert 0.1 < res[0] / res[-1] < 10            # same order of magnitude everywhere
+
+
+def test_halvings_counts_clean_2x2_pools():
+    assert [arch.halvings(n) for n in (32, 28, 224, 384, 512, 7)] == [5, 2, 5, 7, 9, 0]
+    n = 224
+    for _ in range(arch.halvings(224)):  # each halving is what a 2x2 pool with stride 2 returns
+        assert arch.conv_output_size(n, 2, 2) * 2 == n
+        n //= 2
+    with pytest.raises(ValueError):
+        arch.halvings(0)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_deep_net_with_batch_norm_and_he_init(device, conv):
+    torch.manual_seed(0)
+    net = arch.DeepNet((1, 8, 8), 10, blocks=3, width=8, residual=False, conv=conv, norm="batch",
+                       init="kaiming_normal").to(device)
+    bns = [m for m in net.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert len(bns) == 2 * 3 + 1  # one before every ReLU: two per block, one in the head
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert all(float(m.bias.abs().max()) == 0 for m in layers)
+    fan_in = 8 * (9 if conv else 1)
+    assert float(net.blocks[1][2].weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.35)
+    out = net(torch.randn(4, 1, 8, 8, device=device))
+    assert out.shape == (4, 10) and out.device.type == device.type
+    with pytest.raises(ValueError):
+        arch.DeepNet((1, 8, 8), 10, blocks=1, width=8, norm="layer")
+
+
+def test_with_he_init_and_batch_norm_the_plain_nets_gradients_do_not_vanish():
+    # the confound of the default-init experiment: with an appropriate init (and BN, as in He et al. 2016)
+    # the first block of the plain net gets at least as much gradient as the last one
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    plain = arch.block_gradient_norms(arch.DeepNet((1, 8, 8), 10, blocks=20, width=32, residual=False,
+                                                   norm="batch", init="kaiming_normal"), x, y)
+    assert plain[0] / plain[-1] > 0.1

@@ -106,3 +106,76 @@ def test_unavailable_torchvision_weights_fail_in_one_line(monkeypatch):
     assert "\n" not in message and "pretrain_source" in message and "resnet18" in message
     with pytest.raises(ValueError):  # an unknown name is the user's mistake, not a missing download
         finetune.pretrained_torchvision("no_such_net")
+
+
+def test_fine_tune_bottom_trains_the_first_stage_and_the_head_only():
+    source = _net()
+    model, opt = finetune.transfer(source, "fine-tune bottom", num_classes=3, lr=0.1, small_lr_factor=0.1)
+    assert finetune.bottom_prefixes(model) == ["features.0", "features.1"]
+    assert finetune.trainable(model) == ["features.0.weight", "features.1.weight", "features.1.bias",
+                                         "head.2.weight", "head.2.bias"]
+    assert sorted({g["lr"] for g in opt.param_groups}) == [pytest.approx(0.01), 0.1]
+    with pytest.raises(ValueError, match="fine-tune bottom"):
+        finetune.transfer(source, "fine-tune middle", num_classes=3)
+
+
+def _warm(net, shape, seed=0):
+    """Give the BN layers running statistics that differ from the batch statistics of any test input."""
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(16, *shape, generator=g) * 2 + 1)
+    return net
+
+
+def test_features_at_is_the_prefix_of_features_in_eval_mode(device):
+    net = _warm(_net(), (1, 12, 12)).to(device)
+    x = torch.randn(5, 1, 12, 12, device=device)
+    assert finetune.stage_ends(net) == [4, 8, 12]
+    torch.testing.assert_close(finetune.features_at(net, x, 0), x.flatten(1))
+    for layer in finetune.stage_ends(net):
+        net.train()
+        got = finetune.features_at(net, x, layer)
+        assert net.training, "the model's mode must be restored"
+        net.eval()
+        with torch.no_grad():
+            expected = net.features[:layer](x).flatten(1)
+        torch.testing.assert_close(got, expected)
+        assert got.device == x.device and not got.requires_grad
+    net.eval()
+    torch.testing.assert_close(finetune.features_at(net, x, len(net.features)), net.features(x).flatten(1).detach())
+    assert not net.training
+    for bad in (-1, len(net.features) + 1):
+        with pytest.raises(ValueError):
+            finetune.features_at(net, x, bad)
+
+
+def test_probe_accuracy_on_top_features_is_the_linear_probe_strategy():
+    # the same head, optimizer and data order as transfer(..., "linear probe"): the same test accuracy
+    source = _warm(_net(), (1, 12, 12))
+    ds = finetune.class_subset(data.load_dataset("digits", device="cpu", verbose=False), range(3))
+    top = lambda x: finetune.top_features(source, x)
+    source.train()
+    torch.testing.assert_close(top(ds.x_test), source.eval().head[:-1](source.features(ds.x_test)).detach())
+    acc, n = finetune.probe_accuracy(top(ds.x_train), ds.y_train, top(ds.x_test), ds.y_test, 3, epochs=2, batch_size=32)
+    torch.manual_seed(0)
+    model, opt = finetune.transfer(source, "linear probe", 3, lr=0.05)
+    loader = data.DeviceLoader(ds.x_train, ds.y_train, 32, generator=torch.Generator().manual_seed(0))
+    from course_lib import train
+    train.fit(model, loader, epochs=2, optimizer=opt, progress=False)
+    assert acc == pytest.approx(train.evaluate(model, ds.x_test, ds.y_test)[1], abs=2 / len(ds.y_test))
+    assert n == 8 * 3 + 3
+
+
+def test_recompute_bn_statistics_uses_the_final_weights_and_spares_frozen_bn():
+    net = _warm(_net(), (1, 12, 12))
+    x = torch.randn(64, 1, 12, 12) * 3 - 1
+    finetune.recompute_bn_statistics(net, [(x[:32], None), (x[32:], None)])
+    with torch.no_grad():
+        first = net.features[0](x)
+    torch.testing.assert_close(net.features[1].running_mean, first.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    probe, _ = finetune.transfer(_warm(_net(), (1, 12, 12)), "linear probe", 3)
+    before = {n: b.clone() for n, b in probe.named_buffers()}
+    finetune.recompute_bn_statistics(probe, [x])
+    assert all(torch.equal(b, before[n]) for n, b in probe.named_buffers())
