@@ -153,6 +153,11 @@ def test_forbidden_references_resolve_through_imports(answer, what):
     assert ("forbidden", what) in _kinds(answer)
 
 
+def test_method_patterns_and_test_helpers_do_not_catch_the_students_own_names():
+    assert _kinds("def fans(w):\n    softmax = w.shape\n    return softmax[1], softmax[0]") == []
+    assert _kinds("def fans(w, reference=None):\n    return w.shape[1], w.shape[0]") == []
+
+
 def test_a_helper_in_an_added_cell_and_a_later_rebinding_count_as_the_exercise():
     helper = "def helper(w):\n    return init.fans(w)"
     assert ("forbidden", "course_lib.init.fans") in _kinds("def fans(w):\n    return helper(w)", helper)
