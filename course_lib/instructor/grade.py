@@ -220,8 +220,10 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
         subs = [p for p in subs if p.parent.name in set(students)]
     state = course.db_path.parent / "grading" / assignment
     journal = Journal(state / "journal.jsonl")
+    policies = sorted(Path(course.root, "policies", assignment).glob("*.yml"))
     options = {"sandbox": sandbox, "timeout": timeout, "limits": asdict(limits), "notebooks": notebooks,
-               "skip_experiments": skip_experiments}
+               "skip_experiments": skip_experiments,  # a changed policy regrades every submission
+               "policy": hashlib.sha256(b"".join(q.name.encode() + q.read_bytes() for q in policies)).hexdigest()}
     outcomes, todo = [], []
     with Gradebook(course.db_url) as gb:
         merged = {s.student_id for s in gb.assignment_submissions(assignment)}
