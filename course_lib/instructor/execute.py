@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 
@@ -129,4 +128,3 @@ class GuardedExecute(Execute):
                 await self._guard(cell_seed(str(meta.get("grade_id", i))))
             if not await self._run_silently(cell.source, self.timeout or 60):
                 raise KernelStuck(f"cell {i} hung again while the kernel's state was rebuilt after a hung cell")
-        await asyncio.sleep(0)

@@ -149,10 +149,9 @@ def magics(source: str) -> list[tuple[int, str]]:
     return found
 
 
-def _bound(tree: ast.AST, top_only: bool = True):
+def _bound(tree: ast.AST):
     """(name, node, value) for each name a module's top level binds (``value`` for plain assignments)."""
-    body = tree.body if top_only else list(ast.walk(tree))
-    for node in body:
+    for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             yield node.name, node, None
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
