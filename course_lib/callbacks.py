@@ -1,5 +1,5 @@
-"""Callbacks for :func:`course_lib.train.fit`; first of them, early stopping (seed 001, 7.7.3:
-"watch the validation error; stop training when it no longer improves").
+"""Callbacks for :func:`course_lib.train.fit`: early stopping (seed 001, 7.7.3: "watch the validation
+error; stop training when it no longer improves") and :class:`StopAfter`, a fixed budget of steps.
 
 A callback is an object with optional ``on_step_end(state)`` / ``on_epoch_end(state)`` methods.
 ``state`` has ``model``, ``optimizer``, ``history`` (a :class:`course_lib.train.History`), ``epoch``,
@@ -87,3 +87,18 @@ class EarlyStopping:
         if self.best_state is None:
             raise RuntimeError("no epoch has been seen yet: nothing to restore")
         model.load_state_dict(self.best_state)
+
+
+class StopAfter:
+    """Stop :func:`course_lib.train.fit` once ``steps`` optimizer steps have run, so that runs of different
+    batch sizes or data sizes can be compared at the same number of updates (``epochs`` is then an upper
+    bound: pass ``math.ceil(steps / len(loader))``)."""
+
+    def __init__(self, steps: int):
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.steps = steps
+
+    def on_step_end(self, state) -> None:
+        """``state.stop = state.step >= steps``."""
+        state.stop = state.step >= self.steps

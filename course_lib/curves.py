@@ -6,6 +6,9 @@
 - :func:`diagnose` turns the seeds' rules of thumb (seeds 001, 003) into findings: divergence (NaN or
   ``loss > 3 * initial loss``), a learning rate too low (the loss still falling in a straight line),
   a plateau, and overfitting (validation loss rising while the training loss falls).
+- :func:`steps_to_target` and :func:`fewer_steps_ratio` measure training speed as the BN paper does
+  (Ioffe & Szegedy 2015, section 4.2): the steps to reach an accuracy, and how many times fewer one network
+  needs than another (chapter 04f).
 
 Drawing lives in :mod:`course_lib.plots`.
 """
@@ -201,3 +204,46 @@ def diagnose(history, *, factor: float = 3.0, patience: int | None = None, rel_t
                                     f"final gap {gap:.3g}", {"gap": gap,
                                                              "best_epoch": at - 1}))
     return findings
+
+
+# ------------------------------------------------------------------------------------- training speed
+
+
+def steps_to_target(steps, accuracy, target: float) -> int | None:
+    """The first evaluation step whose accuracy is ``>= target``, as an ``int``; ``None`` if none is.
+
+    The BN paper measures training speed this way (Ioffe & Szegedy 2015, section 4.2, figure 2): the
+    number of training steps a network needs to reach a given accuracy. ``steps`` (increasing) and
+    ``accuracy`` are equal-length sequences (lists, NumPy arrays, tensors, pandas Series); a NaN accuracy
+    never reaches the target. Raises ``ValueError`` if their lengths differ or they are empty.
+    """
+    s, a = _as_array(steps), _as_array(accuracy)
+    if len(s) != len(a):
+        raise ValueError(f"steps and accuracy must have the same length, got {len(s)} and {len(a)}")
+    if len(s) == 0:
+        raise ValueError("steps and accuracy are empty")
+    hit = np.flatnonzero(a >= float(target))
+    return int(s[hit[0]]) if len(hit) else None
+
+
+def fewer_steps_ratio(steps, acc_plain, acc_bn) -> float | None:
+    """How many times fewer steps the BN network needs to reach the plain network's final accuracy.
+
+    The paper's measure (Ioffe & Szegedy 2015, section 4.2, figure 2: BN-x5 reached Inception's best
+    accuracy, 72.2%, in 14 times fewer steps), with the plain network's final accuracy as the target (as
+    chapter 04f's experiment does): with ``target = acc_plain[-1]``, the ratio
+    ``steps_to_target(steps, acc_plain, target) / max(steps_to_target(steps, acc_bn, target), 1)``, a float;
+    the BN step count is clipped below at 1 so that a target reached at step 0 does not divide by zero.
+    Both curves are evaluated at the same ``steps``. ``None`` if the BN network never reaches the target
+    (a NaN target is never reached). Raises ``ValueError`` as :func:`steps_to_target` does (lengths that
+    differ, empty curves).
+    """
+    plain = _as_array(acc_plain)
+    if len(plain) == 0:
+        raise ValueError("acc_plain is empty")
+    target = float(plain[-1])
+    n_plain = steps_to_target(steps, plain, target)
+    n_bn = steps_to_target(steps, acc_bn, target)
+    if n_bn is None:        # otherwise n_plain is an int too: the plain curve reaches its own last value
+        return None
+    return n_plain / max(n_bn, 1)

@@ -24,6 +24,7 @@ gain appears with one GPU per rank (NCCL) and enough work per step.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import sys
@@ -163,6 +164,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _shutdown() -> None:
+    """Leave the process group together: free the DDP reducers (they hold the group), wait for every rank,
+    then destroy it. A rank that tears gloo down while its peer is still inside a collective can abort
+    (SIGABRT) at exit."""
+    gc.collect()
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def main(argv=None) -> int:
     """Entry point for ``torchrun ... -m course_lib.distributed`` (or plain ``python -m``, one process)."""
     args = parse_args(argv)
@@ -182,7 +194,7 @@ def main(argv=None) -> int:
                          device=device, rank=rank, world_size=world_size) for batch in args.global_batch]
     finally:
         if world_size > 1:
-            dist.destroy_process_group()
+            _shutdown()
     if rank == 0 and args.out:
         torch.save(results[0] if len(results) == 1 else results, args.out)
     for result in results if rank == 0 else []:

@@ -117,6 +117,25 @@ class AdaGrad(Optimizer):
         return loss
 
 
+def adagrad_rates(grads: torch.Tensor, lr: float, eps: float = 1e-10) -> torch.Tensor:
+    """AdaGrad's effective learning rate of every coordinate after every step (Duchi, Hazan & Singer, 2011).
+
+    ``grads`` holds the successive gradients, shape ``(T, ...)``; the result has the same shape:
+
+        rate_t = η / (√s_t + ε),   s_t = Σ_{τ ≤ t} g_τ²
+
+    so that :class:`AdaGrad`'s update at step ``t`` is ``θ ← θ − rate_t · g_t``. A coordinate whose
+    gradient is often zero (a rare feature of a sparse input) keeps a small ``s`` and a large rate:
+    seed 001's "if the input data are sparse, adaptive learning-rate methods give the best results".
+    """
+    _check_nonneg("lr", lr)
+    _check_nonneg("eps", eps)
+    grads = torch.as_tensor(grads)
+    if grads.dim() < 1 or len(grads) == 0:
+        raise ValueError(f"grads must have shape (T, ...) with T >= 1, got {tuple(grads.shape)}")
+    return lr / ((grads * grads).cumsum(0).sqrt() + eps)
+
+
 class AdaDelta(Optimizer):
     """AdaDelta (Zeiler, 2012; seed 001, 7.4.2): the ratio of two running RMS values sets the step.
 

@@ -81,3 +81,14 @@ def test_early_stopping_without_restore_and_monitor_errors(device):
         callbacks.EarlyStopping(patience=0)
     with pytest.raises(ValueError):
         callbacks.EarlyStopping(mode="sideways")
+
+
+def test_stop_after_runs_exactly_that_many_steps(device):
+    ds = data.load_dataset("digits", device=device)
+    x, y = ds.x_train[:100].flatten(1), ds.y_train[:100]
+    model = torch.nn.Linear(64, 10).to(device)
+    loader = data.DeviceLoader(x, y, 16, generator=torch.Generator().manual_seed(0))  # 7 steps an epoch
+    hist = train.fit(model, loader, epochs=5, lr=0.1, callbacks=[callbacks.StopAfter(10)], progress=False)
+    assert len(hist.to_frame("step")) == 10
+    with pytest.raises(ValueError):
+        callbacks.StopAfter(0)

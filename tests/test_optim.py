@@ -244,3 +244,26 @@ def test_adagrad_beats_sgd_on_rare_informative_features():
     sgd = min(excess(optim.SGD, lr) for lr in [0.1, 0.3, 1.0, 3.0])
     adagrad = min(excess(optim.AdaGrad, lr) for lr in [0.1, 0.3, 1.0, 3.0])
     assert adagrad < 0.6 * sgd, (adagrad, sgd)
+
+
+def test_adagrad_rates_are_torch_adagrads_steps(device):
+    """θ_t − θ_{t−1} = −rate_t · g_t for torch.optim.Adagrad, with sparse gradients (many exact zeros)."""
+    g = torch.Generator().manual_seed(0)
+    grads = torch.randn(30, 7, generator=g, dtype=torch.float64) * (torch.rand(30, 7, generator=g) < 0.2)
+    grads = grads.to(device)
+    p = torch.nn.Parameter(torch.zeros(7, dtype=torch.float64, device=device))
+    opt = torch.optim.Adagrad([p], lr=0.3, eps=1e-10)
+    steps = []
+    for grad in grads:
+        before = p.detach().clone()
+        p.grad = grad.clone()
+        opt.step()
+        steps.append(p.detach() - before)
+    rates = optim.adagrad_rates(grads, lr=0.3)
+    torch.testing.assert_close(torch.stack(steps), -rates * grads, rtol=1e-12, atol=1e-14)
+    rare, common = rates[-1][grads.ne(0).sum(0).argmin()], rates[-1][grads.ne(0).sum(0).argmax()]
+    assert rare > common, "the coordinate updated least often must keep the largest rate"
+    with pytest.raises(ValueError, match="grads"):
+        optim.adagrad_rates(torch.zeros(0, 3), lr=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        optim.adagrad_rates(grads, lr=-1.0)

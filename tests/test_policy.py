@@ -56,6 +56,27 @@ def test_every_graded_cell_belongs_to_one_declared_exercise(path):
     assert policy.coverage_problems(src, exercises, path.name) == []
 
 
+REPORTING_CHECKS = {"assert_close", "assert_raises", "assert_follows"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_graded_cell_makes_a_check_the_grader_compares(path):
+    """A test cell whose checks are plain ``assert``s only would keep the kernel's verdict, which the student's
+    process decides: each must call a reporting check of ``course_lib.grading``."""
+    import ast
+
+    _, src = _source(path)
+    plain = []
+    for gid, cell in src.cells.items():
+        if not cell.metadata["nbgrader"].get("grade") or cell.cell_type != "code":
+            continue
+        calls = {n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", None)
+                 for n in ast.walk(policy.parse(cell.source)) if isinstance(n, ast.Call)}
+        if not calls & REPORTING_CHECKS:
+            plain.append(gid)
+    assert not plain, f"{path.name}: graded cells with no reporting check (assert_close / assert_raises): {plain}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_instructor_solutions_break_no_policy(path):
     nb, src = _source(path)
