@@ -240,6 +240,31 @@ def test_sigkill_then_rerun_gives_the_same_gradebook(benign):
     assert sorted(set(entries)) == sorted(EQUALITY)
 
 
+def test_a_failing_trusted_run_stops_the_run_and_costs_no_submission(tmp_path):
+    """The trusted run grades the instructor's notebooks beside the first submissions, whose verdicts wait
+    for it. If the solution fails its own tests, the run stops with the reason and gives no grade; the
+    submissions that had started are not counted as crashes (twice in a row here), and once the solution
+    is fixed the rerun grades every one of them."""
+    course = make_course(tmp_path / "course")
+    for name in ("first", "second", "third"):
+        submit(course, name, {f"{ASSIGNMENT}.ipynb": student_notebook(course)})
+    source = course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    good = source.read_text(encoding="utf-8")
+    source.write_text(good.replace("return x * x", "return x + x"), encoding="utf-8")
+    for _ in range(2):
+        proc = run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=course, check=False, timeout=600)
+        assert proc.returncode != 0, proc.stdout[-2000:]
+        assert f"the trusted run of {ASSIGNMENT} failed" in proc.stdout + proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "test_square" in proc.stdout + proc.stderr  # the reason names the failing cell
+        assert not gradebook.snapshot(f"sqlite:///{course / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    source.write_text(good, encoding="utf-8")
+    proc = run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=course, check=False, timeout=600)
+    assert "stopped the grader" not in proc.stdout, proc.stdout
+    got = gradebook.snapshot(f"sqlite:///{course / 'build' / 'gradebook.db'}", ASSIGNMENT)
+    assert sorted(got) == ["first", "second", "third"], proc.stdout[-3000:]
+    assert all(v["score"] == 4 for v in got.values()), got
+
+
 def test_validate_in_jupyterlab_still_works(tmp_path):
     """Students' Validate button is `nbgrader validate`: it passes a right notebook, names a wrong check."""
     course = make_course(tmp_path / "course")

@@ -48,6 +48,8 @@ class Job:
     autograded: str = ""  # replaces CourseDirectory.autograded_directory (the trusted run's own folder)
     skip_experiments: bool = True
     record: bool = False
+    ready_file: str = ""  # exists once the trusted run beside this one has recorded its values ("": it has)
+    failed_file: str = ""  # exists if that trusted run failed
 
 
 def die_with_parent() -> None:
@@ -72,7 +74,8 @@ def config(job: Job):
         + [IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata])
     cfg.SkipExperiments.source_dir = source_dir if job.skip_experiments else ""
     cfg.Verdict.update(source_dir=source_dir, policy_dir=str(Path(job.root, "policies", job.assignment)),
-                       expected_dir=job.expected_dir, findings_file=job.findings)
+                       expected_dir=job.expected_dir, findings_file=job.findings, ready_file=job.ready_file,
+                       failed_file=job.failed_file)
     lim = job.limits
     cfg.SandboxProvisioner.update(memory=lim.memory, processes=lim.processes, cpu_seconds=lim.cpu_seconds,
                                   run_uid=sandbox.SANDBOX_UID + job.slot,

@@ -7,7 +7,9 @@ How a run works (:func:`grade`):
    ``<gradebook folder>/grading/<assignment>/staging/`` without symlinks and without files larger than
    nbgrader's ``CourseDirectory.max_file_size`` (each skipped file is reported);
 2. the trusted expected values of the assignment's checks are recorded once, by grading the instructor's
-   solution notebooks the same way (:mod:`course_lib.instructor.verdict`), and cached;
+   solution notebooks the same way (:mod:`course_lib.instructor.verdict`), and cached; that run takes the
+   first worker while the others start on submissions, whose verdicts wait for its records (if it fails,
+   the run stops and the submissions beside it are tried again next time);
 3. ``N`` worker processes (forked, nbgrader already imported) each run nbgrader's ``AutogradeApp`` on one
    submission at a time, against a *private copy* of the gradebook (:mod:`course_lib.instructor.autograde`);
 4. the parent process alone writes the real gradebook (:func:`~.gradebook.merge`), one submission at a time;
@@ -150,8 +152,19 @@ def _cells(db_url: str, assignment: str, student: str) -> tuple[float, float, di
         return sub.score, sub.max_score, cells
 
 
-def _trusted(course: Course, assignment: str, state: Path, options: dict, echo) -> Path:
-    """The folder of the trusted run's records, made by grading the instructor's notebooks if stale."""
+@dataclass
+class Trusted:
+    """The trusted run of an assignment: where its records go, and the job that makes them (``None``: cached)."""
+
+    expected: Path
+    job: Job | None = None
+    stamp: Path | None = None  # written, with the fingerprint, once the records are complete
+    failed: Path | None = None  # written if the run fails
+    fingerprint: str = ""
+
+
+def _trusted(course: Course, assignment: str, state: Path, options: dict) -> Trusted:
+    """The trusted run's records if they are up to date, else a fresh folder and the job that fills it."""
     source = Path(course.root, course.source, assignment)
     package = Path(__file__).resolve().parents[1]
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
@@ -161,7 +174,7 @@ def _trusted(course: Course, assignment: str, state: Path, options: dict, echo) 
     folder = state / "trusted"
     stamp = folder / "fingerprint"
     if stamp.exists() and stamp.read_text() == h.hexdigest():
-        return folder / "expected"
+        return Trusted(folder / "expected")
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "expected").mkdir(parents=True)
     staging = folder / "submitted"
@@ -173,16 +186,18 @@ def _trusted(course: Course, assignment: str, state: Path, options: dict, echo) 
     job = Job(str(course.root), assignment, TRUSTED, str(staging), str(db), str(folder / "trusted.log"),
               options["sandbox"], options["timeout"], Limits(**options["limits"]), 0, str(folder / "expected"),
               autograded=str(folder / "autograded"), skip_experiments=options["skip_experiments"], record=True)
-    echo(f"recording the trusted values: grading the instructor's {assignment} notebooks")
-    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("fork"), initializer=die_with_parent) as pool:
-        code, seconds = pool.submit(record_trusted, job).result()
+    return Trusted(folder / "expected", job, stamp, folder / "failed", h.hexdigest())
+
+
+def _trusted_done(trusted: Trusted, code: int, seconds: float, echo) -> None:
+    """Mark the trusted run complete (the submissions beside it may now compare), or stop the run."""
     if code != 0:
-        log = Path(job.log).read_text(encoding="utf-8", errors="replace").splitlines()
-        reason = next((ln for ln in reversed(log) if "[course grade | ERROR]" in ln), "see " + job.log)
-        raise SystemExit(f"course grade: the trusted run of {assignment} failed: {reason}")
-    stamp.write_text(h.hexdigest())
+        trusted.failed.write_text("failed")
+        log = Path(trusted.job.log).read_text(encoding="utf-8", errors="replace").splitlines()
+        reason = next((ln for ln in reversed(log) if "[course grade | ERROR]" in ln), "see " + trusted.job.log)
+        raise SystemExit(f"course grade: the trusted run of {trusted.job.assignment} failed: {reason}")
+    trusted.stamp.write_text(trusted.fingerprint)
     echo(f"  trusted values recorded in {seconds:.1f} s")
-    return folder / "expected"
 
 
 def review(findings: Path) -> list[str]:
@@ -243,7 +258,13 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
     if not todo:
         echo(f"nothing to grade: {len(outcomes)} submission(s) already graded (use --force to regrade)")
         return outcomes
-    expected = _trusted(course, assignment, state, options, echo)
+    # nbgrader's apps take about 1.5 s to import: once here, and every forked worker inherits them
+    import nbgrader.apps.autogradeapp  # noqa: F401
+
+    trusted = _trusted(course, assignment, state, options)
+    if trusted.job:
+        echo(f"recording the trusted values: grading the instructor's {assignment} notebooks, "
+             "beside the first submissions (their verdicts wait for it)")
     template = state / "template.db"
     copy_db(course.db_path, template)  # the one snapshot; workers never touch the real gradebook
     echo(f"grading {len(todo)} submission(s) of {assignment} with {workers} worker(s), "
@@ -274,15 +295,20 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
         jobs[student] = (Job(str(course.root), assignment, student, str(state / "staging"), str(db), str(log),
-                             sandbox, timeout, limits, 0, str(expected), str(findings),
-                             skip_experiments=skip_experiments), fp, staged)
-    _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes, echo)
+                             sandbox, timeout, limits, 0, str(trusted.expected), str(findings),
+                             skip_experiments=skip_experiments,
+                             ready_file=str(trusted.stamp) if trusted.job else "",
+                             failed_file=str(trusted.failed) if trusted.job else ""), fp, staged)
+    _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes, echo, trusted)
     outcomes.sort(key=lambda o: o.student)
     return outcomes
 
 
-def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes, echo) -> None:
-    """Grade ``jobs`` in ``workers`` forked processes; merge and journal each as it finishes."""
+def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes, echo, trusted: Trusted) -> None:
+    """Grade ``jobs`` in ``workers`` forked processes; merge and journal each as it finishes.
+
+    If the trusted run must be made, it takes the first worker, and the submissions start beside it: a
+    submission's verdict waits for its records (:class:`~.preprocessors.Verdict`), so no core sits idle."""
     slots, queue, pending = list(range(workers)), list(jobs), {}
     new_pool = lambda: cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
                                               initializer=die_with_parent)
@@ -295,12 +321,30 @@ def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes,
         journal.record({"student": student, "fingerprint": fp, "status": "started"})
         pending[pool.submit(autograde_one, job)] = student
     try:
+        if trusted.job:
+            trusted.job.slot = slots.pop(0)
+            pending[pool.submit(record_trusted, trusted.job)] = TRUSTED
         while queue and slots:
             submit_next()
         while pending:
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in done:
                 student = pending.pop(fut)
+                if student == TRUSTED:
+                    slots.append(trusted.job.slot)
+                    try:
+                        code, seconds = fut.result()
+                    except Exception:  # noqa: BLE001 - a broken worker: the run cannot be trusted
+                        code, seconds = 1, 0.0
+                    if code != 0:  # the submissions beside it are not finished: they are tried again next time
+                        for other in pending.values():
+                            journal.record({"student": other, "fingerprint": jobs[other][1], "status": "cancelled"})
+                    _trusted_done(trusted, code, seconds, echo)
+                    if queue and slots:
+                        if getattr(pool, "_broken", False):
+                            pool = new_pool()
+                        submit_next()
+                    continue
                 job, fp, staged = jobs[student]
                 slots.append(job.slot)
                 try:

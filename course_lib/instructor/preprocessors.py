@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import Float, Unicode
 
 from . import policy, verdict
 
@@ -178,6 +179,18 @@ class Verdict(NbGraderPreprocessor):
     policy_dir = Unicode(help="policies/<assignment>/").tag(config=True)
     expected_dir = Unicode(help="the trusted run's records, one <notebook>.json each").tag(config=True)
     findings_file = Unicode("", help="where to write the policy findings (JSON); empty: nowhere").tag(config=True)
+    ready_file = Unicode("", help="a file that exists once the trusted run is complete; empty: it is").tag(config=True)
+    failed_file = Unicode("", help="a file that exists if the trusted run failed").tag(config=True)
+    wait_seconds = Float(7200.0, help="how long to wait for the trusted run").tag(config=True)
+
+    def _wait_for_trusted(self) -> None:
+        """The trusted run may still be running beside this submission (``course grade`` starts both at once):
+        wait for its records; no verdict without them."""
+        deadline = time.monotonic() + self.wait_seconds
+        while self.ready_file and not os.path.exists(self.ready_file):
+            if (self.failed_file and os.path.exists(self.failed_file)) or time.monotonic() > deadline:
+                raise RuntimeError("the trusted run of the instructor's notebooks did not complete: no verdict")
+            time.sleep(0.05)
 
     def preprocess(self, nb, resources):
         name = resources["nbgrader"]["notebook"]
@@ -185,8 +198,11 @@ class Verdict(NbGraderPreprocessor):
         exercises = policy.load(Path(self.policy_dir))
         findings = policy.check(nb, source, exercises)
         zero = policy.verdicts(findings, source, exercises)
+        self._wait_for_trusted()
         path = Path(self.expected_dir, f"{name}.json")
-        expected = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if not path.exists():
+            raise RuntimeError(f"the trusted run recorded nothing for the notebook {name}: no verdict")
+        expected = json.loads(path.read_text(encoding="utf-8"))
         self_checks = {t: ex.self_checks for ex in exercises.values() for t in ex.tests}
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
