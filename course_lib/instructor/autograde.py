@@ -73,6 +73,7 @@ def config(job: Job):
         [SkipExperiments, GuardedExecute] + ([] if job.record else [Verdict])
         + [IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata])
     cfg.SkipExperiments.source_dir = source_dir if job.skip_experiments else ""
+    cfg.GuardedExecute.shutdown_kernel = "immediate"  # every output is in: no graceful exit to wait for
     cfg.Verdict.update(source_dir=source_dir, policy_dir=str(Path(job.root, "policies", job.assignment)),
                        expected_dir=job.expected_dir, findings_file=job.findings, ready_file=job.ready_file,
                        failed_file=job.failed_file)

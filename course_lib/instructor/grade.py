@@ -20,6 +20,7 @@ How a run works (:func:`grade`):
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import hashlib
 import json
 import multiprocessing as mp
@@ -320,22 +321,32 @@ def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes,
         job.slot = slots.pop(0)
         journal.record({"student": student, "fingerprint": fp, "status": "started"})
         pending[pool.submit(autograde_one, job)] = student
+    trusted_run, tries = None, 0
     try:
         if trusted.job:
             trusted.job.slot = slots.pop(0)
-            pending[pool.submit(record_trusted, trusted.job)] = TRUSTED
+            trusted_run, tries = pool.submit(record_trusted, trusted.job), 1
+            pending[trusted_run] = TRUSTED
         while queue and slots:
             submit_next()
         while pending:
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in done:
                 student = pending.pop(fut)
-                if student == TRUSTED:
-                    slots.append(trusted.job.slot)
+                if fut is trusted_run:
                     try:
                         code, seconds = fut.result()
-                    except Exception:  # noqa: BLE001 - a broken worker: the run cannot be trusted
+                    except BrokenProcessPool:  # a submission's worker died and took the pool along: once more
+                        if tries >= 2:
+                            code, seconds = 1, 0.0
+                        else:
+                            pool = new_pool()
+                            trusted_run, tries = pool.submit(record_trusted, trusted.job), tries + 1
+                            pending[trusted_run] = TRUSTED
+                            continue
+                    except Exception:  # noqa: BLE001 - a worker that failed: the run cannot be trusted
                         code, seconds = 1, 0.0
+                    slots.append(trusted.job.slot)
                     if code != 0:  # the submissions beside it are not finished: they are tried again next time
                         for other in pending.values():
                             journal.record({"student": other, "fingerprint": jobs[other][1], "status": "cancelled"})
