@@ -212,7 +212,7 @@ def diagnose(history, *, factor: float = 3.0, patience: int | None = None, rel_t
 def steps_to_target(steps, accuracy, target: float) -> int | None:
     """The first evaluation step whose accuracy is ``>= target``, as an ``int``; ``None`` if none is.
 
-    The BN paper measures training speed this way (Ioffe & Szegedy 2015, section 4.2, figure 2): the
+    The BN paper measures training speed this way (Ioffe & Szegedy 2015, section 4.2, figures 2 and 3): the
     number of training steps a network needs to reach a given accuracy. ``steps`` (increasing) and
     ``accuracy`` are equal-length sequences (lists, NumPy arrays, tensors, pandas Series); a NaN accuracy
     never reaches the target. Raises ``ValueError`` if their lengths differ or they are empty.
@@ -229,7 +229,7 @@ def steps_to_target(steps, accuracy, target: float) -> int | None:
 def fewer_steps_ratio(steps, acc_plain, acc_bn) -> float | None:
     """How many times fewer steps the BN network needs to reach the plain network's final accuracy.
 
-    The paper's measure (Ioffe & Szegedy 2015, section 4.2, figure 2: BN-x5 reached Inception's best
+    The paper's measure (Ioffe & Szegedy 2015, section 4.2, figures 2 and 3: BN-x5 reached Inception's best
     accuracy, 72.2%, in 14 times fewer steps), with the plain network's final accuracy as the target (as
     chapter 04f's experiment does): with ``target = acc_plain[-1]``, the ratio
     ``steps_to_target(steps, acc_plain, target) / max(steps_to_target(steps, acc_bn, target), 1)``, a float;
