@@ -20,6 +20,19 @@ def test_the_journal_counts_starts_that_never_finished(tmp_path):
     assert again.crashes("b", "f2") == 0 and "b" in again.done and "a" not in again.done
 
 
+def test_a_cancelled_attempt_ends_the_starts_but_keeps_the_last_outcome(tmp_path):
+    """The grader cancels the submissions beside a failed trusted run: not a crash, and no outcome either
+    (a rerun resumes from the last merged outcome instead of reading one that does not exist)."""
+    j = Journal(tmp_path / "journal.jsonl")
+    j.record({"student": "a", "fingerprint": "f1", "status": "graded", "outcome": {"student": "a", "status": "graded"}})
+    for _ in range(3):
+        j.record({"student": "a", "fingerprint": "f1", "status": "started"})
+        j.record({"student": "a", "fingerprint": "f1", "status": "cancelled"})
+    again = Journal(tmp_path / "journal.jsonl")
+    assert again.crashes("a", "f1") == 0
+    assert again.done["a"]["outcome"] == {"student": "a", "status": "graded"}
+
+
 def test_nesting_is_measured_without_parsing(tmp_path):
     deep = '{"cells": [], "x": "[[[ in a string {{{", "m": ' + "[" * 100_000 + "]" * 100_000 + "}"
     assert json_depth(deep.encode()) == 100_001

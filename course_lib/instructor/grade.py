@@ -159,9 +159,17 @@ class Trusted:
 
     expected: Path
     job: Job | None = None
-    stamp: Path | None = None  # written, with the fingerprint, once the records are complete
-    failed: Path | None = None  # written if the run fails
     fingerprint: str = ""
+
+    @property
+    def stamp(self) -> Path:
+        """Written, with the fingerprint, once the records are complete."""
+        return self.expected.parent / "fingerprint"
+
+    @property
+    def failed(self) -> Path:
+        """Written if the run fails."""
+        return self.expected.parent / "failed"
 
 
 def _trusted(course: Course, assignment: str, state: Path, options: dict) -> Trusted:
@@ -173,9 +181,9 @@ def _trusted(course: Course, assignment: str, state: Path, options: dict) -> Tru
         h.update(p.name.encode() + p.read_bytes())
     h.update(os.environ.get("COURSE_PROFILE", "").encode())
     folder = state / "trusted"
-    stamp = folder / "fingerprint"
-    if stamp.exists() and stamp.read_text() == h.hexdigest():
-        return Trusted(folder / "expected")
+    cached = Trusted(folder / "expected")
+    if cached.stamp.exists() and cached.stamp.read_text() == h.hexdigest():
+        return cached
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "expected").mkdir(parents=True)
     staging = folder / "submitted"
@@ -187,7 +195,7 @@ def _trusted(course: Course, assignment: str, state: Path, options: dict) -> Tru
     job = Job(str(course.root), assignment, TRUSTED, str(staging), str(db), str(folder / "trusted.log"),
               options["sandbox"], options["timeout"], Limits(**options["limits"]), 0, str(folder / "expected"),
               autograded=str(folder / "autograded"), skip_experiments=options["skip_experiments"], record=True)
-    return Trusted(folder / "expected", job, stamp, folder / "failed", h.hexdigest())
+    return Trusted(folder / "expected", job, h.hexdigest())
 
 
 def _trusted_done(trusted: Trusted, code: int, seconds: float, echo) -> None:

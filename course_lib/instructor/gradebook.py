@@ -114,7 +114,9 @@ def merge(main_url: str, private_url: str, assignment: str, student: str) -> boo
 
 
 class Journal:
-    """``journal.jsonl``: one JSON line per merged submission; a torn last line is ignored."""
+    """``journal.jsonl``: one JSON line per merged submission (with its ``outcome``), a ``started`` line before
+    each attempt, and a ``cancelled`` line for an attempt the grader stopped itself (it ends the count of
+    starts, but is no outcome: the last real outcome stays). A torn last line is ignored."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -133,7 +135,8 @@ class Journal:
             self.started[key] = self.started.get(key, 0) + 1
         else:
             self.started.pop(key, None)
-            self.done[entry["student"]] = entry
+            if "outcome" in entry:
+                self.done[entry["student"]] = entry
 
     def crashes(self, student: str, fingerprint: str) -> int:
         """How many times grading this submission started and never finished (the grader died)."""
