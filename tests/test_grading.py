@@ -82,3 +82,23 @@ def test_call_without_reference_passes_other_errors_through():
         raise RuntimeError("a bug of the student's")
     with pytest.raises(RuntimeError, match="a bug of the student's"):
         grading.call_without_reference(broken, [init.xavier_uniform_], torch.empty(2, 2))
+
+
+def test_assert_close_reads_a_single_number_plainly():
+    with pytest.raises(AssertionError) as err:
+        grading.assert_close(torch.tensor(1.7), torch.tensor(1.5), name="loss")
+    msg = str(err.value)
+    assert msg.startswith("loss: expected 1.5, got 1.7 (relative error"), msg
+    assert "elements" not in msg and "index" not in msg and "shape" not in msg
+
+
+def test_assert_close_traceback_hides_the_comparison_code():
+    """IPython's traceback (what JupyterLab and Validate show) goes from the caller to the message."""
+    from IPython.core.ultratb import VerboseTB
+
+    try:
+        grading.assert_close(torch.zeros(3), torch.ones(3), name="weights")
+    except AssertionError:
+        text = VerboseTB(theme_name="nocolor").text(*__import__("sys").exc_info())
+    assert "weights: 3 of 3 elements differ" in text
+    assert "torch.isclose" not in text and "_mismatch(" not in text and "skipping hidden" in text

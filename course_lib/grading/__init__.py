@@ -26,6 +26,7 @@ _TRIPWIRE_MARK = "course_lib reference called by the graded function"
 
 def _as_tensor(value, name: str):
     """Convert numbers, sequences, NumPy arrays and tensors to a float64 CPU tensor."""
+    __tracebackhide__ = True  # noqa: F841
     import torch
 
     if isinstance(value, torch.Tensor):
@@ -33,39 +34,58 @@ def _as_tensor(value, name: str):
     try:
         return torch.as_tensor(np.array(value, dtype=np.float64))  # a copy: read-only arrays warn in torch
     except (TypeError, ValueError) as err:
-        raise AssertionError(f"{name}: expected a number or an array, got {type(value).__name__} ({err})") from None
+        _fail(f"{name}: expected a number or an array, got {type(value).__name__} ({err})")
 
 
 def assert_close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, name: str = "result") -> None:
     """Assert ``|actual - expected| <= atol + rtol * |expected|`` elementwise (``torch.isclose``'s rule).
 
     On failure the message gives the shapes, how many elements are off, the worst element's index,
-    the expected and returned values there, and the relative error ``|a - e| / max(|e|, 1e-12)``.
+    the expected and returned values there, and the relative error ``|a - e| / max(|e|, 1e-12)``;
+    for a single number, just the expected and returned values and the relative error.
     NaNs compare equal only to NaNs.
     """
+    __tracebackhide__ = True  # noqa: F841 - read by IPython's and pytest's traceback printers
     import torch
 
     if report.enabled():
         report.close(name, actual, expected, rtol=rtol, atol=atol)
     if actual is None:
-        raise AssertionError(f"{name}: expected a value, got None (did the function forget to `return`?)")
+        _fail(f"{name}: expected a value, got None (did the function forget to `return`?)")
     got, want = _as_tensor(actual, name), _as_tensor(expected, name)
     if got.shape != want.shape:
-        raise AssertionError(f"{name}: expected shape {tuple(want.shape)}, got shape {tuple(got.shape)}")
+        _fail(f"{name}: expected shape {tuple(want.shape)}, got shape {tuple(got.shape)}")
     ok = torch.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
-    if bool(ok.all()):
-        return
+    if not bool(ok.all()):
+        _fail(_mismatch(name, got, want, ok, rtol, atol))
+
+
+def _mismatch(name: str, got, want, ok, rtol: float, atol: float) -> str:
+    """The message for a failed :func:`assert_close`: the worst element, expected vs got, relative error.
+
+    A single number reads plainly (``expected 1.5, got 1.7``); an array also gives how many elements
+    differ, its shape and the worst element's index.
+    """
+    import torch
+
     err = (got - want).abs()
     err = torch.where(ok, torch.zeros_like(err), torch.nan_to_num(err, nan=float("inf")))
     flat = int(err.reshape(-1).argmax())
-    index = tuple(int(i) for i in np.unravel_index(flat, tuple(want.shape))) if want.dim() else ()
     e, a = float(want.reshape(-1)[flat]), float(got.reshape(-1)[flat])
     rel = abs(a - e) / max(abs(e), 1e-12)
-    raise AssertionError(
-        f"{name}: {int((~ok).sum())} of {ok.numel()} elements differ (rtol={rtol:g}, atol={atol:g}); "
-        f"shape {tuple(want.shape)}; worst at index {index}: expected {e:.6g}, got {a:.6g} "
-        f"(relative error {rel:.3g})"
-    )
+    values = f"expected {e:.6g}, got {a:.6g} (relative error {rel:.3g}; rtol={rtol:g}, atol={atol:g})"
+    if want.dim() == 0:
+        return f"{name}: {values}"
+    index = tuple(int(i) for i in np.unravel_index(flat, tuple(want.shape)))
+    return (f"{name}: {int((~ok).sum())} of {ok.numel()} elements differ; shape {tuple(want.shape)}; "
+            f"worst at index {index}: {values}")
+
+
+# The checks fail from this one-line frame and hide their own (``__tracebackhide__``, which IPython and
+# pytest honour): a student's traceback goes from the test cell straight to the message below.
+def _fail(message: str):
+    """Raise ``AssertionError(message)``, without the exception that was being handled as its cause."""
+    raise AssertionError(message) from None
 
 
 def _tripwire_code(fn: types.FunctionType) -> types.CodeType:
@@ -119,6 +139,7 @@ def call_without_reference(student_fn: Callable, references: Iterable[Callable],
 
 def assert_raises(exception: type[BaseException], fn: Callable, *args, name: str | None = None, **kwargs) -> None:
     """Assert that ``fn(*args, **kwargs)`` raises ``exception``; say what happened instead if not."""
+    __tracebackhide__ = True  # noqa: F841
     label = name or f"{getattr(fn, '__name__', 'the function')}{args!r}"
     try:
         result = fn(*args, **kwargs)
@@ -129,7 +150,7 @@ def assert_raises(exception: type[BaseException], fn: Callable, *args, name: str
     except Exception as err:  # noqa: BLE001 - report whatever came back
         if report.enabled():
             report.raised(label, False)
-        raise AssertionError(f"{label}: expected {exception.__name__}, got {type(err).__name__}: {err}") from None
+        _fail(f"{label}: expected {exception.__name__}, got {type(err).__name__}: {err}")
     if report.enabled():
         report.raised(label, False)
-    raise AssertionError(f"{label}: expected {exception.__name__}, but it returned {result!r}")
+    _fail(f"{label}: expected {exception.__name__}, but it returned {result!r}")
