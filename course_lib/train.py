@@ -17,9 +17,8 @@ from typing import Callable, Iterable
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .runtime import under_autograder
+from .progress import progress_bar
 
 
 @dataclass
@@ -107,7 +106,7 @@ def fit(model: torch.nn.Module, train_loader: Iterable, *, epochs: int,
     state = SimpleNamespace(model=model, optimizer=optimizer, history=history, epoch=0, step=0, stop=False)
     callbacks = list(callbacks)
     total = epochs * len(train_loader) if hasattr(train_loader, "__len__") else None
-    bar = tqdm(total=total, desc=desc, disable=not progress or under_autograder(), leave=False)
+    bar = progress_bar(total=total, desc=desc, enabled=progress)
     model.train()
     for epoch in range(1, epochs + 1):
         state.epoch, started, losses, accs, lrs = epoch, time.perf_counter(), [], [], []
