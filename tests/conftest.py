@@ -61,5 +61,11 @@ def repo_root() -> Path:
 
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
-    """Each device-agnostic test runs on the CPU, and on CUDA where it is available."""
-    return torch.device(request.param)
+    """Each device-agnostic test runs on the CPU, and on CUDA where it is available.
+
+    The device is the one tensors report (``cuda:0``, not ``cuda``): ``torch.device("cuda") ==
+    torch.device("cuda:0")`` is False, so ``t.device == device`` would fail for the right tensor.
+    """
+    if request.param != "cpu" and not HAS_CUDA:
+        pytest.skip("needs a CUDA device")
+    return torch.empty(0, device=request.param).device

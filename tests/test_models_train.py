@@ -121,3 +121,8 @@ def test_zero_init_gives_no_hidden_gradient_and_symmetric_units():
     w = torch.randn(6, 3)
     w[4] = w[2]
     assert diagnostics.distinct_units(w) == 5
+
+
+def test_device_fixture_compares_equal_to_tensor_devices(device):
+    """The fixture is what tensors report (``cuda:0``), so ``t.device == device`` holds on every device."""
+    assert torch.empty(0, device=device).device == device and torch.zeros(2).to(device).device == device
