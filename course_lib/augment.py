@@ -11,8 +11,13 @@ Randomness is kept apart from computation, as in ``torchvision.transforms.v2``:
   arguments, so two implementations can be compared exactly;
 - the *sampling classes* (:class:`RandomHFlip`, :class:`RandomCrop`, :class:`RandomResizedCrop`,
   :class:`RandomRotateScale`, :class:`HSVJitter`, :class:`FancyPCA`, :class:`GaussianNoise`) draw those
-  parameters from a ``torch.Generator`` (a CPU one is fine: the parameters are small and are moved to
-  the batch's device) and chain with :class:`Compose`.
+  parameters from a ``torch.Generator`` on its device (a CPU one keeps results the same on every device;
+  the parameters are then moved to the batch's device), or from torch's default RNG *of the batch's
+  device* when no generator is given, and chain with :class:`Compose`;
+- :class:`BatchPipeline` is the fast path for training: flip, zero-padded crop, HSV jitter and fancy PCA
+  with *all* of a batch's random numbers drawn in one ``torch.rand`` call on the batch's device, applied
+  by the same functional core; ``compiled=True`` runs that core through ``torch.compile(fullgraph=True)``,
+  which fuses it into a few kernels (on a GPU the pipeline is then bound by memory bandwidth).
 
 Sources: the seeds 000, 002 and 003 ("data augmentation": flips, random crops, rotation with scaling,
 noise, the HSV recipe, fancy PCA); Krizhevsky, Sutskever & Hinton (2012), "ImageNet Classification
@@ -68,10 +73,39 @@ def _pair(size) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
 
 
-def _uniform(n: int, low: float, high: float, generator) -> Tensor:
-    """``n`` samples of ``U(low, high)`` drawn from ``generator``."""
-    u = torch.rand(n, generator=generator, device=generator_device(generator))
+def _draw_device(generator: torch.Generator | None, images: Tensor) -> torch.device:
+    """Where a sampler draws: on ``generator``'s device, or with torch's default RNG of the batch's device
+    when ``generator`` is ``None`` (no host-to-device copy of the parameters)."""
+    return generator.device if generator is not None else images.device
+
+
+def _uniform(n: int, low: float, high: float, generator, device=None) -> Tensor:
+    """``n`` samples of ``U(low, high)`` drawn from ``generator`` (on ``device`` when ``generator`` is None)."""
+    u = torch.rand(n, generator=generator, device=generator_device(generator) if device is None else device)
     return low + (high - low) * u
+
+
+_CONSTANTS: dict = {}
+
+
+def _constant(values: tuple, device, dtype) -> Tensor:
+    """``torch.tensor(values)`` on ``(device, dtype)``, built once per triple and cached (no host-to-device
+    copy per call); inside ``torch.compile`` it is built in the graph, where it is a compile-time constant."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, device=device, dtype=dtype)
+    key = (values, torch.device(device), dtype)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(values, device=device, dtype=dtype)
+    return _CONSTANTS[key]
+
+
+def _to_cached(cache: dict, tensors: tuple, device, dtype) -> tuple:
+    """``tensors`` moved to ``(device, dtype)`` once per pair and kept in ``cache`` (fitted statistics such as
+    fancy PCA's eigenvectors are then not copied to the device on every batch)."""
+    key = (torch.device(device), dtype)
+    if key not in cache:
+        cache[key] = tuple(t.to(device, dtype) for t in tensors)
+    return cache[key]
 
 
 # ---------------------------------------------------------------------------------- geometric core
@@ -91,14 +125,19 @@ def hflip(images: Tensor, mask) -> Tensor:
     return images.gather(3, cols[:, None, None, :].expand(images.shape))
 
 
-def _window_index(top: Tensor, left: Tensor, height: int, width: int, row_len: int) -> Tensor:
-    """Flat indices ``(top + i) * row_len + (left + j)`` of each sample's window, shape ``(N, h*w)``."""
+def _window_index(top: Tensor, left: Tensor, height: int, width: int, row_len: int, flip=None) -> Tensor:
+    """Flat indices ``(top + i) * row_len + (left + j)`` of each sample's window, shape ``(N, h*w)``.
+
+    Where ``flip`` (bool, ``(N,)``) is true the column is mirrored first: ``row_len - 1 - (left + j)``.
+    """
     rows = top[:, None] + torch.arange(height, device=top.device)
     cols = left[:, None] + torch.arange(width, device=top.device)
+    if flip is not None:
+        cols = torch.where(flip[:, None], row_len - 1 - cols, cols)
     return (rows[:, :, None] * row_len + cols[:, None, :]).reshape(len(top), -1)
 
 
-def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = True) -> Tensor:
+def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = True, flip=None) -> Tensor:
     """Cut a ``size`` window from each sample after zero-padding every side by ``padding`` pixels.
 
     ``out[n] = pad(x[n])[:, top[n]:top[n]+h, left[n]:left[n]+w]``; ``top`` and ``left`` index the padded
@@ -106,6 +145,9 @@ def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = Tru
     classic CIFAR-10 random crop (seeds 000, 003). All windows are gathered in one ``torch.gather``.
     ``check=False`` skips the bounds check, which reads the offsets back to the host (on a GPU, a
     synchronisation); :class:`RandomCrop` skips it, since its offsets are in range by construction.
+    ``flip`` (bool, ``(N,)``) mirrors the selected samples first, in the same gather:
+    ``crop(x, ..., flip=m) == crop(hflip(x, m), ...)`` (zero padding is symmetric, so mirroring the padded
+    image is padding the mirrored one).
     """
     _check_images(images)
     n, c, _, _ = images.shape
@@ -116,7 +158,9 @@ def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = Tru
     if check and n and (int(top.min()) < 0 or int(left.min()) < 0 or int(top.max()) > hp - h or int(left.max()) > wp - w):
         raise ValueError(f"crop windows must lie inside the padded {hp}x{wp} image: need 0 <= top <= {hp - h} "
                          f"and 0 <= left <= {wp - w}")
-    index = _window_index(top.to(images.device), left.to(images.device), h, w, wp)
+    if flip is not None:
+        flip = _per_sample(flip, images, dtype=torch.bool).expand(n)
+    index = _window_index(top.to(images.device), left.to(images.device), h, w, wp, flip)
     out = padded.reshape(n, c, hp * wp).gather(2, index[:, None, :].expand(n, c, h * w))
     return out.reshape(n, c, h, w)
 
@@ -232,7 +276,7 @@ def _hue(r: Tensor, g: Tensor, b: Tensor, v: Tensor, c: Tensor) -> Tensor:
 def _hsv_channels(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     """RGB from H, S, V planes ``(N, H, W)``, H in [0, 1): channel ``n ∈ (5, 3, 1)`` is
     ``V - V·S·clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6H) mod 6`` (the six hue sectors, branch-free)."""
-    offsets = torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype).reshape(1, 3, 1, 1)
+    offsets = _constant((5.0, 3.0, 1.0), h.device, h.dtype).reshape(1, 3, 1, 1)
     k = torch.add(offsets, h[:, None], alpha=6)
     k.add_(k >= 6, alpha=-6)  # n + 6H < 12, so one subtraction is the mod
     ramp = torch.minimum(k, torch.rsub(k, 4)).clamp_(0, 1)
@@ -317,8 +361,9 @@ def fancy_pca(images: Tensor, eigvals: Tensor, eigvecs: Tensor, alphas: Tensor) 
 class RandomTransform:
     """Base class: ``sample(images)`` draws the parameters (a dict), ``apply(images, **params)`` uses them.
 
-    Parameters are drawn from ``generator`` (the global RNG when ``None``) on the generator's device and
-    the functional core moves them to the batch's device. ``t(images)`` does both.
+    Parameters are drawn from ``generator`` on the generator's device, and the functional core moves them
+    to the batch's device; with ``generator=None`` they are drawn by torch's default RNG of the batch's
+    device, where they are used. ``t(images)`` does both.
     """
 
     def __init__(self, generator: torch.Generator | None = None):
@@ -347,7 +392,7 @@ class RandomHFlip(RandomTransform):
 
     def sample(self, images):
         n = images.shape[0]
-        return {"mask": torch.rand(n, generator=self.generator, device=generator_device(self.generator)) < self.p}
+        return {"mask": torch.rand(n, generator=self.generator, device=_draw_device(self.generator, images)) < self.p}
 
     def apply(self, images, mask):
         return hflip(images, mask)
@@ -363,7 +408,7 @@ class RandomCrop(RandomTransform):
     def sample(self, images):
         n, _, h, w = images.shape
         ch, cw = _pair(self.size)
-        dev = generator_device(self.generator)
+        dev = _draw_device(self.generator, images)
         top = torch.randint(0, h + 2 * self.padding - ch + 1, (n,), generator=self.generator, device=dev)
         left = torch.randint(0, w + 2 * self.padding - cw + 1, (n,), generator=self.generator, device=dev)
         return {"top": top, "left": left}
@@ -385,9 +430,9 @@ class RandomResizedCrop(RandomTransform):
 
     def sample(self, images, tries: int = 10):
         n, _, H, W = images.shape
-        g, dev = self.generator, generator_device(self.generator)
-        area = H * W * _uniform(n * tries, *self.scale, g).reshape(n, tries)
-        log_r = _uniform(n * tries, math.log(self.ratio[0]), math.log(self.ratio[1]), g).reshape(n, tries)
+        g, dev = self.generator, _draw_device(self.generator, images)
+        area = H * W * _uniform(n * tries, *self.scale, g, dev).reshape(n, tries)
+        log_r = _uniform(n * tries, math.log(self.ratio[0]), math.log(self.ratio[1]), g, dev).reshape(n, tries)
         w = torch.sqrt(area * log_r.exp()).round().long()
         h = torch.sqrt(area / log_r.exp()).round().long()
         ok = (w > 0) & (h > 0) & (w <= W) & (h <= H)
@@ -423,9 +468,9 @@ class RandomRotateScale(RandomTransform):
         self.degrees, self.scale = degrees, tuple(scale)
 
     def sample(self, images):
-        n = images.shape[0]
-        return {"angle": _uniform(n, -self.degrees, self.degrees, self.generator),
-                "scale": _uniform(n, *self.scale, self.generator)}
+        n, dev = images.shape[0], _draw_device(self.generator, images)
+        return {"angle": _uniform(n, -self.degrees, self.degrees, self.generator, dev),
+                "scale": _uniform(n, *self.scale, self.generator, dev)}
 
     def apply(self, images, angle, scale):
         return rotate_scale(images, angle, scale)
@@ -437,23 +482,41 @@ HSV_RANGES = dict(power=(0.25, 4.0), factor=(0.7, 1.4), offset=(-0.1, 0.1), hue=
 
 def hsv_params(n: int, per_batch: bool = False, generator: torch.Generator | None = None, *,
                power=HSV_RANGES["power"], factor=HSV_RANGES["factor"], offset=HSV_RANGES["offset"],
-               hue=HSV_RANGES["hue"]) -> dict:
+               hue=HSV_RANGES["hue"], device=None) -> dict:
     """Random factors of :func:`adjust_hsv` for ``n`` images: a dict of seven ``(n,)`` tensors.
 
     ``s_pow``, ``v_pow`` are log-uniform on ``power`` (``exp(U(log a, log b))``, so that ``p`` and ``1/p``
     are equally likely), ``s_mul``, ``v_mul`` uniform on ``factor``, ``s_add``, ``v_add`` uniform on
     ``offset`` and ``h_add`` uniform on ``hue``; S and V are drawn independently. With ``per_batch`` one
     set of factors is drawn and shared by all ``n`` images, "the same for a whole batch" (seed 000);
-    otherwise every image gets its own. Drawn from ``generator`` on its device (the CPU for ``None``).
+    otherwise every image gets its own. All of them come from one ``torch.rand((7, k))`` call on
+    ``generator``'s device (on ``device``, the CPU by default, when ``generator`` is ``None``); on the CPU
+    that is the same stream as seven calls of ``torch.rand(k)``.
     """
     k = 1 if per_batch else n
-    log_p = (math.log(power[0]), math.log(power[1]))
-    s_pow, v_pow = _uniform(k, *log_p, generator).exp(), _uniform(k, *log_p, generator).exp()
-    s_mul, v_mul = _uniform(k, *factor, generator), _uniform(k, *factor, generator)
-    s_add, v_add = _uniform(k, *offset, generator), _uniform(k, *offset, generator)
-    h_add = _uniform(k, *hue, generator)
-    params = dict(s_pow=s_pow, s_mul=s_mul, s_add=s_add, v_pow=v_pow, v_mul=v_mul, v_add=v_add, h_add=h_add)
-    return {key: v.expand(n) for key, v in params.items()}
+    dev = generator_device(generator) if generator is not None or device is None else torch.device(device)
+    u = torch.rand(7, k, generator=generator, device=dev)
+    ranges = dict(power=power, factor=factor, offset=offset, hue=hue)
+    return {key: v.expand(n) for key, v in _hsv_from_uniform(u, ranges).items()}
+
+
+HSV_KEYS = ("s_pow", "v_pow", "s_mul", "v_mul", "s_add", "v_add", "h_add")
+"""The factors of :func:`adjust_hsv` in the order :func:`hsv_params` draws them."""
+
+
+def _hsv_from_uniform(u: Tensor, ranges: dict) -> dict:
+    """The seven HSV factors from uniforms ``u`` of shape ``(7, k)``, rows in :data:`HSV_KEYS` order.
+
+    Row ``i`` becomes ``low_i + (high_i - low_i) · u_i`` on its range (for the powers, on ``[log a, log b]``,
+    then ``exp``); the (7, 1) columns of lows and spans are cached per device.
+    """
+    log_p = (math.log(ranges["power"][0]), math.log(ranges["power"][1]))
+    bounds = [log_p, log_p, ranges["factor"], ranges["factor"], ranges["offset"], ranges["offset"], ranges["hue"]]
+    low = _constant(tuple((float(a),) for a, _ in bounds), u.device, u.dtype)
+    span = _constant(tuple((float(b) - float(a),) for a, b in bounds), u.device, u.dtype)
+    values = low + span * u
+    values[:2].exp_()
+    return dict(zip(HSV_KEYS, values.unbind(0)))
 
 
 class HSVJitter(RandomTransform):
@@ -473,7 +536,7 @@ class HSVJitter(RandomTransform):
 
     def sample(self, images):
         return hsv_params(images.shape[0], self.per_batch, self.generator, power=self.power, factor=self.factor,
-                          offset=self.offset, hue=self.hue)
+                          offset=self.offset, hue=self.hue, device=images.device)
 
     def apply(self, images, **params):
         return adjust_hsv(images, **params)
@@ -497,13 +560,12 @@ class FancyPCA(RandomTransform):
 
     def sample(self, images):
         n = images.shape[0]
-        return {"alphas": self.std * torch.randn(n, 3, generator=self.generator, device=generator_device(self.generator))}
+        dev = _draw_device(self.generator, images)
+        return {"alphas": self.std * torch.randn(n, 3, generator=self.generator, device=dev)}
 
     def apply(self, images, alphas):
-        key = (images.device, images.dtype)
-        if key not in self._cache:  # the eigen-decomposition, moved once to each device it is used on
-            self._cache[key] = (self.eigvals.to(*key), self.eigvecs.to(*key))
-        out = fancy_pca(images, *self._cache[key], alphas)
+        eigen = _to_cached(self._cache, (self.eigvals, self.eigvecs), images.device, images.dtype)
+        out = fancy_pca(images, *eigen, alphas)
         return out.clamp_(0, 1) if self.clip else out
 
 
@@ -524,6 +586,100 @@ class GaussianNoise(RandomTransform):
 
     def apply(self, images, noise):
         return gaussian_noise(images, noise, self.sigma)
+
+
+def flip_crop_colour(images: Tensor, mask, top, left, size, padding: int = 0, hsv: dict | None = None,
+                     eigen: tuple | None = None, alphas=None, clip: bool = True) -> Tensor:
+    """The chapter's whole recipe with given parameters: ``fancy_pca(adjust_hsv(crop(hflip(x))))``.
+
+    ``crop(x, top, left, size, padding, flip=mask)`` (one gather), then :func:`adjust_hsv` with the seven
+    factors of ``hsv`` (skipped when ``None``), then :func:`fancy_pca` with ``eigen = (eigvals, eigvecs)`` and
+    ``alphas`` (skipped when ``None``), clamped to [0, 1] if ``clip``. No host synchronisation and no Python
+    branch on tensor values, so ``torch.compile(fullgraph=True)`` fuses it (:class:`BatchPipeline`).
+    """
+    out = crop(images, top, left, size, padding, check=False, flip=mask)
+    if hsv is not None:
+        out = adjust_hsv(out, **hsv)
+    if eigen is not None:
+        out = fancy_pca(out, *eigen, alphas)
+        out = out.clamp_(0, 1) if clip else out
+    return out
+
+
+def _normal_from_uniform(u: Tensor) -> Tensor:
+    """Standard normals from pairs of uniforms (Box & Muller 1958): ``sqrt(-2 ln(1 - u1)) · cos(2π u2)``.
+
+    ``u`` has shape ``(..., 2m)``; the result ``(..., m)``. ``1 - u1`` lies in (0, 1] because ``torch.rand``
+    is in [0, 1); float32 uniforms cap ``|z|`` near 5.8.
+    """
+    u1, u2 = u[..., 0::2], u[..., 1::2]
+    return torch.rsub(u1, 1).log_().mul_(-2).sqrt_().mul_(torch.cos(u2 * (2 * math.pi)))
+
+
+class BatchPipeline:
+    """Flip, zero-padded crop, HSV jitter and fancy PCA for whole batches, all drawn in one call on the device.
+
+    :meth:`sample` draws one ``torch.rand(N, 16)`` (float32, float64 for float64 images) on the batch's
+    device, from ``generator`` if given (a generator on another device costs one copy of that tensor):
+
+    - column 0: flip where ``u < flip_p``;
+    - columns 1, 2: crop offsets ``floor(u · (H + 2·padding - h + 1))``, each offset equally likely;
+    - columns 3-9: the HSV factors by :func:`hsv_params`' rules (row 0's for all with ``per_batch_hsv``);
+    - columns 10-15: three ``N(0, 1)`` per image by Box-Muller, times ``pca_std``: fancy PCA's alphas.
+
+    :meth:`apply` is :func:`flip_crop_colour`. ``size`` defaults to the image size; ``hsv=None`` or
+    ``eigen=None`` leave that step out; ``flip=False`` never flips. ``compiled=True`` runs :meth:`apply`
+    through ``torch.compile(fullgraph=True, dynamic=False)`` (compiled on the first batch of each shape);
+    the sampling stays one eager kernel. Sources as for the separate transforms: seeds 000, 002, 003 and
+    Krizhevsky et al. (2012); airbench (Jordan 2024) for augmenting whole batches on the GPU.
+    """
+
+    COLUMNS = 16
+
+    def __init__(self, size=None, padding: int = 0, *, flip: bool = True, flip_p: float = 0.5,
+                 hsv: dict | None = HSV_RANGES, per_batch_hsv: bool = False, eigen: tuple | None = None,
+                 pca_std: float = 0.1, clip: bool = True, generator: torch.Generator | None = None,
+                 compiled: bool = False):
+        self.size, self.padding, self.flip_p = size, int(padding), (flip_p if flip else 0.0)
+        self.hsv = None if hsv is None else {**HSV_RANGES, **hsv}
+        self.per_batch_hsv, self.eigen, self.pca_std, self.clip = per_batch_hsv, eigen, pca_std, clip
+        self.generator, self.compiled = generator, compiled
+        self._cache: dict = {}
+        self._apply = torch.compile(flip_crop_colour, fullgraph=True, dynamic=False) if compiled else flip_crop_colour
+
+    def _window(self, images: Tensor) -> tuple[int, int]:
+        return _pair(self.size) if self.size is not None else tuple(images.shape[-2:])
+
+    def sample(self, images: Tensor) -> dict:
+        """All random parameters of the batch from one ``torch.rand(N, 16)`` (see the class docstring)."""
+        n, _, H, W = images.shape
+        h, w = self._window(images)
+        dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        u = torch.rand(n, self.COLUMNS, generator=self.generator, device=_draw_device(self.generator, images),
+                       dtype=dtype).to(images.device, non_blocking=True)
+        span_h, span_w = H + 2 * self.padding - h, W + 2 * self.padding - w
+        params = {"mask": u[:, 0] < self.flip_p,
+                  "top": (u[:, 1] * (span_h + 1)).long().clamp_(max=span_h),
+                  "left": (u[:, 2] * (span_w + 1)).long().clamp_(max=span_w), "hsv": None, "alphas": None}
+        if self.hsv is not None:
+            rows = u[:1, 3:10] if self.per_batch_hsv else u[:, 3:10]
+            params["hsv"] = {k: v.expand(n) for k, v in _hsv_from_uniform(rows.T, self.hsv).items()}
+        if self.eigen is not None:
+            params["alphas"] = _normal_from_uniform(u[:, 10:16]).mul_(self.pca_std)
+        return params
+
+    def apply(self, images: Tensor, mask, top, left, hsv=None, alphas=None) -> Tensor:
+        """:func:`flip_crop_colour` with this pipeline's size, padding and eigenvectors (cached per device)."""
+        eigen = None if self.eigen is None else _to_cached(self._cache, self.eigen, images.device, images.dtype)
+        return self._apply(images, mask, top, left, self._window(images), self.padding, hsv, eigen,
+                           alphas if eigen is not None else None, self.clip)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.apply(images, **self.sample(images))
+
+    def __repr__(self) -> str:
+        return (f"BatchPipeline(size={self.size}, padding={self.padding}, flip_p={self.flip_p}, hsv={self.hsv}, "
+                f"per_batch_hsv={self.per_batch_hsv}, fancy_pca={self.eigen is not None}, compiled={self.compiled})")
 
 
 class Compose:

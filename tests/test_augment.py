@@ -1,6 +1,7 @@
 """course_lib.augment against torchvision.transforms.v2.functional and scikit-image, on every device,
 plus statistical tests of the parameter sampling."""
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from scipy import stats
 from skimage import color
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from course_lib import augment as A
 
@@ -346,3 +348,100 @@ def test_cpu_and_cuda_agree():
     torch.testing.assert_close(pipe()(x.cuda()).cpu(), pipe()(x), rtol=0, atol=1e-5)
     a, b = A.fit_fancy_pca(x.cuda()), A.fit_fancy_pca(x)
     torch.testing.assert_close(a[0].cpu(), b[0], rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------- the one-draw pipeline (BatchPipeline)
+
+class _Ops(TorchDispatchMode):
+    """Counts the aten ops that run inside the ``with`` block, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+RANDOM_OPS = {"rand", "randn", "randint", "uniform_", "normal_", "random_", "bernoulli_", "randperm"}
+
+
+def test_crop_with_flip_is_crop_of_hflip(device):
+    x = _images(device=device)
+    g = _gen(11)
+    mask = torch.rand(6, generator=g) < 0.5
+    top, left = torch.randint(0, 7, (6,), generator=g), torch.randint(0, 9, (6,), generator=g)
+    out = A.crop(x, top.to(device), left.to(device), (18, 20), 2, flip=mask.to(device))
+    torch.testing.assert_close(out, A.crop(A.hflip(x, mask), top, left, (18, 20), 2), rtol=0, atol=0)
+    assert mask.any() and not mask.all(), "the test needs flipped and unflipped samples"
+
+
+def test_batch_pipeline_is_the_functional_core_with_one_draw_on_the_batch_device(device):
+    x = _images(n=32, h=16, w=16, device=device)
+    eigen = A.fit_fancy_pca(x)
+    pipe = A.BatchPipeline(16, padding=3, eigen=eigen)
+    pipe(x)  # first call: the constants and eigenvectors are cached now
+    with _Ops() as sampling:
+        params = pipe.sample(x)
+    drawn = {k: n for k, n in sampling.ops.items() if k in RANDOM_OPS}
+    assert drawn == {"rand": 1}, f"all parameters must come from one torch.rand call, got {drawn}"
+    assert all(v.device == x.device for v in [params["mask"], params["top"], params["alphas"], *params["hsv"].values()])
+    with _Ops() as applying:
+        out = pipe.apply(x, **params)
+    built = {k: n for k, n in applying.ops.items() if k in {"lift_fresh", "_to_copy", "copy_"}}
+    assert not built, f"no tensor may be built from host data or copied per call, got {built}"
+    expected = A.fancy_pca(A.adjust_hsv(A.crop(A.hflip(x, params["mask"]), params["top"], params["left"], 16, 3),
+                                        **params["hsv"]), *eigen, params["alphas"]).clamp(0, 1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert out.shape == x.shape and out.device == x.device
+
+
+def test_batch_pipeline_draws_follow_their_laws():
+    x = torch.zeros(20000, 3, 8, 8)
+    pipe = A.BatchPipeline(8, padding=1, flip_p=0.3, eigen=(torch.ones(3), torch.eye(3)), pca_std=0.2,
+                           generator=_gen(12))
+    p = pipe.sample(x)
+    rate = p["mask"].float().mean().item()
+    assert abs(rate - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 20000), rate
+    for key in ("top", "left"):
+        counts = torch.bincount(p[key], minlength=3).numpy()
+        assert len(counts) == 3 and stats.chisquare(counts).pvalue > 1e-3, (key, counts)
+    alphas = p["alphas"] / 0.2
+    assert stats.kstest(alphas.flatten().numpy(), "norm").pvalue > 1e-3, "alphas ~ N(0, pca_std)"
+    assert abs(np.corrcoef(alphas[:, 0].numpy(), alphas[:, 2].numpy())[0, 1]) < 0.03, "independent alphas"
+    hsv = p["hsv"]
+    u = (hsv["s_pow"].log() - math.log(0.25)) / (math.log(4) - math.log(0.25))
+    assert stats.kstest(u.numpy(), "uniform").pvalue > 1e-3, "powers log-uniform on [0.25, 4]"
+    for key, (lo, hi) in [("v_mul", (0.7, 1.4)), ("s_add", (-0.1, 0.1)), ("h_add", (-0.1, 0.1))]:
+        assert stats.kstest(((hsv[key] - lo) / (hi - lo)).numpy(), "uniform").pvalue > 1e-3, key
+    assert stats.pearsonr(hsv["s_mul"].numpy(), hsv["v_mul"].numpy()).pvalue > 1e-3, "S and V independent"
+    again = A.BatchPipeline(8, padding=1, flip_p=0.3, eigen=(torch.ones(3), torch.eye(3)), pca_std=0.2,
+                            generator=_gen(12)).sample(x)
+    assert torch.equal(again["alphas"], p["alphas"]) and torch.equal(again["top"], p["top"]), "same seed, same draws"
+
+
+def test_batch_pipeline_options():
+    x = _images(n=8, h=12, w=12)
+    shared = A.BatchPipeline(per_batch_hsv=True, generator=_gen(13)).sample(x)["hsv"]
+    assert all(len(set(v.tolist())) == 1 for v in shared.values()), "per_batch_hsv: one set of factors per batch"
+    plain = A.BatchPipeline(10, padding=0, flip=False, hsv=None, generator=_gen(14))
+    p = plain.sample(x)
+    assert not p["mask"].any() and p["hsv"] is None and p["alphas"] is None
+    torch.testing.assert_close(plain.apply(x, **p), A.crop(x, p["top"], p["left"], 10), rtol=0, atol=0)
+    grey = A.BatchPipeline(12, padding=2, hsv=None, generator=_gen(15))
+    assert grey(torch.rand(4, 1, 12, 12)).shape == (4, 1, 12, 12), "flip + crop alone work on grey images"
+    with pytest.raises(ValueError, match="3 channels"):
+        A.BatchPipeline()(torch.rand(4, 1, 12, 12))
+    assert "compiled=False" in repr(plain)
+
+
+def test_batch_pipeline_compiled_matches_eager():
+    """torch.compile(fullgraph=True) of the core (inductor on the CPU) against eager, same parameters."""
+    x = _images(n=16, h=16, w=16, seed=3)
+    eigen = A.fit_fancy_pca(x)
+    eager = A.BatchPipeline(16, padding=2, eigen=eigen)
+    compiled = A.BatchPipeline(16, padding=2, eigen=eigen, compiled=True)
+    for seed in (0, 1):  # the second batch reuses the compiled graph
+        params = A.BatchPipeline(16, padding=2, eigen=eigen, generator=_gen(seed)).sample(x)
+        torch.testing.assert_close(compiled.apply(x, **params), eager.apply(x, **params), rtol=0, atol=1e-5)
