@@ -249,14 +249,50 @@ def train_sequential(members: Sequence[nn.Module], make_loader: Callable[[], Ite
     return list(members)
 
 
-def _per_member(value, k: int, name: str) -> Tensor:
-    """A hyper-parameter given once (a number) or once per member (K numbers), as a (K,) float tensor."""
-    t = torch.as_tensor(value, dtype=torch.float32)
+def _per_member(value, k: int, name: str) -> float | Tensor:
+    """A hyper-parameter given once (a number) or once per member (K numbers).
+
+    One number stays a Python float (full double precision, as ``torch.optim.SGD`` keeps it); K numbers
+    become a (K,) tensor, float64 unless they come as a tensor, which keeps its dtype. Either is cast to
+    each parameter's dtype only where it is used (:func:`_member_views`), so float64 members are not
+    trained with rates rounded to float32.
+    """
+    t = value if isinstance(value, Tensor) else torch.as_tensor(value, dtype=torch.float64)
     if t.dim() == 0:
-        return t.expand(k)
+        return float(t)
     if t.shape != (k,):
         raise ValueError(f"{name} must be a number or have one value per member ({k}), got shape {tuple(t.shape)}")
     return t
+
+
+def _member_views(value: float | Tensor, params: Sequence[Tensor], scale: float = 1.0) -> float | list[Tensor]:
+    """``scale · value`` for each stacked parameter: a float as it is, or a (K,) tensor as (K, 1, ..., 1)
+    views in the parameter's dtype and on its device (so that they broadcast over each member's slice)."""
+    if not isinstance(value, Tensor):
+        return scale * value
+    return [(scale * value).to(p.device, p.dtype).reshape(-1, *[1] * (p.dim() - 1)) for p in params]
+
+
+def sgd_foreach_(params: list[Tensor], grads: list[Tensor], velocity: list[Tensor], *, lr, momentum: float,
+                 weight_decay) -> None:
+    """``torch.optim.SGD``'s step on lists of tensors with ``torch._foreach_*`` ops (a few kernels in all).
+
+    ``g += wd·p``; ``v = μ·v + g`` (with ``μ > 0``; ``v`` starts at 0, so its first value is ``g`` as in
+    SGD); ``p -= lr·v``. ``lr`` and ``weight_decay`` are floats (``torch.optim.SGD``'s own multi-tensor
+    path) or lists of per-member views from :func:`_member_views`; ``grads`` is overwritten.
+    """
+    if isinstance(weight_decay, list):
+        torch._foreach_addcmul_(grads, weight_decay, params)
+    elif weight_decay:
+        torch._foreach_add_(grads, params, alpha=weight_decay)
+    if momentum:
+        torch._foreach_mul_(velocity, momentum)
+        torch._foreach_add_(velocity, grads)
+        grads = velocity
+    if isinstance(lr, list):
+        torch._foreach_addcmul_(params, lr, grads, value=-1.0)
+    else:
+        torch._foreach_add_(params, grads, alpha=-lr)
 
 
 def train_vmap(members: Sequence[nn.Module], loader: Iterable, *, epochs: int, lr,
@@ -269,47 +305,37 @@ def train_vmap(members: Sequence[nn.Module], loader: Iterable, *, epochs: int, l
     stateless copy of the model. Every member sees the same batches (``per_member_batches=False``), or
     its own when the loader yields (K, B, ...) batches (bagging). ``lr`` and ``weight_decay`` are one
     number for all members or one per member (K numbers): K configurations of a hyper-parameter search
-    trained in one run. The update is ``torch.optim.SGD``'s: ``g += wd·p``, ``v = μ·v + g``, ``p -= lr·v``.
-    Models with buffers (batch norm) are not supported. Returns new trained modules and the (steps, K)
-    training losses. Each member ends where ``train_sequential`` with its own ``lr`` and ``weight_decay``
-    on the same batches ends, up to float rounding.
+    trained in one run; they are applied in the parameters' dtype. The update is ``torch.optim.SGD``'s,
+    ``g += wd·p``, ``v = μ·v + g``, ``p -= lr·v``, on all parameters at once with ``torch._foreach_*`` ops
+    (:func:`sgd_foreach_`). Models with buffers (batch norm) are not supported. Returns new trained
+    modules and the (steps, K) training losses. Each member ends where ``train_sequential`` with its own
+    ``lr`` and ``weight_decay`` on the same batches ends, up to float rounding (in float64, to ~1e-15).
     """
     if any(True for _ in members[0].buffers()):
         raise ValueError("train_vmap supports models without buffers (no batch norm)")
-    params, _ = stack_module_state(list(members))
-    params = {k: v.detach().clone() for k, v in params.items()}
-    rates = _per_member(lr, len(members), "lr")
-    decays = _per_member(weight_decay, len(members), "weight_decay")
-    decay = bool((decays != 0).any())
-
-    def per_member(values: Tensor, like: Tensor) -> Tensor:  # (K,) -> (K, 1, ..., 1) on like's device
-        return values.to(like.device, like.dtype).reshape(-1, *[1] * (like.dim() - 1))
-
-    lr_of = {k: per_member(rates, v) for k, v in params.items()}
-    wd_of = {k: per_member(decays, v) for k, v in params.items()}
+    stacked, _ = stack_module_state(list(members))
+    names = list(stacked)
+    params = [stacked[k].detach().clone() for k in names]
+    rates = _member_views(_per_member(lr, len(members), "lr"), params)
+    decay = _per_member(weight_decay, len(members), "weight_decay")
+    decay = _member_views(decay, params) if isinstance(decay, float) or bool((decay != 0).any()) else 0.0
     base = copy.deepcopy(members[0]).to("meta")
 
     def member_loss(p, xb, yb):
-        loss = loss_fn(functional_call(base, p, (xb,)), yb)
+        loss = loss_fn(functional_call(base, dict(zip(names, p)), (xb,)), yb)
         return loss, loss.detach()
 
     data_dim = 0 if per_member_batches else None
     step = vmap(grad(member_loss, has_aux=True), in_dims=(0, data_dim, data_dim))
-    velocity = {k: torch.zeros_like(v) for k, v in params.items()}
+    velocity = [torch.zeros_like(p) for p in params] if momentum else []
     losses = []
     for _ in range(epochs):
         for xb, yb in loader:
             grads, loss = step(params, xb, yb)
             losses.append(loss)
             with torch.no_grad():
-                for k, g in grads.items():
-                    if decay:
-                        g = g + wd_of[k] * params[k]
-                    if momentum:
-                        velocity[k].mul_(momentum).add_(g)
-                        g = velocity[k]
-                    params[k].sub_(lr_of[k] * g)
-    return unstack(members, params), torch.stack(losses) if losses else torch.empty(0, len(members))
+                sgd_foreach_(params, list(grads), velocity, lr=rates, momentum=momentum, weight_decay=decay)
+    return unstack(members, dict(zip(names, params))), torch.stack(losses) if losses else torch.empty(0, len(members))
 
 
 def unstack(members: Sequence[nn.Module], params: dict) -> list[nn.Module]:
