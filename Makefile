@@ -9,7 +9,7 @@ DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # nbgrader runs other tools of the environment (alembic) by name.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install system data course test notebooks clean
+.PHONY: install system data course test test-browser lab lab-instructor notebooks clean
 
 install: $(STAMP)
 
@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
-# Debian packages, where we may install them (root with apt-get): Fashion-MNIST, and bubblewrap for the
-# sandboxed grader. Without them course_lib.data downloads the data or falls back to scikit-learn's digits,
-# and `course grade` refuses to run (its tests fail unless COURSE_SKIP_SANDBOX_TESTS=1).
+# Debian packages, where we may install them (root with apt-get): Fashion-MNIST, bubblewrap for the
+# sandboxed grader and Chromium for the browser test. Without them course_lib.data downloads the data or
+# falls back to scikit-learn's digits, `course grade` refuses to run (its tests fail unless
+# COURSE_SKIP_SANDBOX_TESTS=1), and the browser test fails saying how to install Chromium.
 APT_INSTALL = apt-get install -y -qq $(1) >/dev/null 2>&1 || \
 	(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $(1) >/dev/null 2>&1)
 system:
@@ -30,8 +31,11 @@ system:
 	    $(call APT_INSTALL,dataset-fashion-mnist) || echo "could not install dataset-fashion-mnist; course_lib.data will try the other sources"; fi; \
 	  if ! command -v bwrap >/dev/null; then echo "installing bubblewrap (the grader's sandbox)"; \
 	    $(call APT_INSTALL,bubblewrap) || echo "could not install bubblewrap: course grade will refuse to run"; fi; \
-	elif ! command -v bwrap >/dev/null; then \
-	  echo "bubblewrap is missing and this is not root: install it (apt-get install bubblewrap) for course grade"; \
+	  if ! command -v chromium >/dev/null; then echo "installing chromium (the browser test)"; \
+	    $(call APT_INSTALL,chromium) || echo "could not install chromium: the browser test will fail"; fi; \
+	else \
+	  command -v bwrap >/dev/null || echo "bubblewrap is missing and this is not root: install it (apt-get install bubblewrap) for course grade"; \
+	  command -v chromium >/dev/null || echo "chromium is missing and this is not root: install it (apt-get install chromium) for the browser test"; \
 	fi
 
 data: install system
@@ -40,6 +44,14 @@ data: install system
 # The instructor solution run: regenerate, execute, autograde, summarise (COURSE_PROFILE, COURSE_DEVICE).
 course: data
 	$(BIN)/course build $(CHAPTERS)
+
+# JupyterLab, one command each on a fresh machine (LAB_ARGS go to jupyter lab, e.g. LAB_ARGS=--port=8890):
+# the instructor's on the course root, with Formgrader; the student's on notebooks/.
+lab-instructor: data
+	$(BIN)/python -m course_lib.lab instructor $(LAB_ARGS)
+
+lab: data
+	$(BIN)/python -m course_lib.lab student $(LAB_ARGS)
 
 # Regenerate the student notebooks only.
 notebooks: install

@@ -32,3 +32,8 @@ c.IgnorePattern.pattern = r"(?i)warn|\d+%\||it/s\]|s/it\]"
 
 # A student who deletes a graded test cell still has that test run: nbgrader puts it back from the source.
 c.OverwriteCells.add_missing_cells = True
+
+# Validate (JupyterLab's button and `nbgrader validate`) skips the cells tagged `experiment`, as `course
+# grade` does: no test depends on them, so Validate takes seconds instead of minutes. The setting is
+# scoped to the Validator's Execute; autograde and `course build` still run every cell.
+c.Validator.Execute.skip_cells_with_tag = "experiment"
