@@ -20,11 +20,16 @@ The tricks, and where the course teaches them:
 - ``tta``: test-time flip averaging, the softmax probabilities of the image and its mirror averaged.
 - ``ensemble``: ``members`` networks from different seeds, probabilities averaged (chapter 08).
 
-The fast path computes the same thing as a plain loop, only faster: the data stay on the device
-(:class:`course_lib.data.DeviceLoader`), augmentation is one batched operation per batch, the step loop
-never synchronises with the host (metrics are summed on the device and read once per epoch), and on
-CUDA it runs ``channels_last`` under bf16 autocast; ``Recipe(compile=True)`` adds ``torch.compile``,
-with its compile time reported on its own.
+The fast path computes the same thing as a plain loop, only faster: the data stay on the device, each
+epoch is shuffled and augmented in one pass (its random parameters drawn in one call each, on the
+device) and cut into batches by slicing, the optimizer is fused Nesterov SGD whose learning rate is
+set as a plain number from a precomputed schedule (no per-step scheduler object), the loss is
+``F.cross_entropy(label_smoothing=ε)``, and the step loop never synchronises with the host (the
+losses are written into a device tensor and read once per epoch, which is also where a non-finite
+loss ends the run as *diverged*). On CUDA it runs ``channels_last`` under bf16 autocast with
+``cudnn.benchmark``; ``Recipe(compile=True)`` adds ``torch.compile`` of the forward pass and loss
+(``compile_mode``, by default ``"reduce-overhead"``: CUDA graphs), compiled once per process and
+reused by every seed and member, with its compile time reported on its own.
 
 Sources: Keller Jordan (2024), "94% on CIFAR-10 in 3.29 seconds on a single A100" (airbench: the
 device-resident loader, patch whitening, label smoothing 0.2, Nesterov SGD with warm-up and decay,
@@ -39,15 +44,14 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from functools import partial
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import augment, ensemble, init, preprocess, runtime, schedules
-from .data import Dataset, DeviceLoader
+from . import augment, ensemble, init, preprocess, runtime, schedules, train
+from .data import Dataset
 
 TRICKS = ("augment", "whiten", "he_init", "bn", "schedule", "label_smoothing", "tta", "ensemble")
 EVAL_TRICKS = ("tta", "ensemble")  # removing these needs no retraining: the same networks, evaluated differently
@@ -88,6 +92,7 @@ class Recipe:
     members: int = 2                # networks in the ensemble
     amp: bool = True                # bf16 autocast + channels_last, on CUDA only
     compile: bool = False           # torch.compile (pays on a GPU for long runs; off by default)
+    compile_mode: str = "reduce-overhead"  # torch.compile's mode on CUDA (CUDA graphs); "default" on a CPU
 
     def without(self, *tricks: str) -> "Recipe":
         """A copy with ``tricks`` (names in :data:`TRICKS`) switched off."""
@@ -152,26 +157,42 @@ def augment_batch(images: Tensor, flip: Tensor, top: Tensor, left: Tensor, mean:
     return normalize(shifted, mean, std)
 
 
-class BatchAugment:
-    """Draws the flip mask and offsets for a whole batch from ``generator`` and applies :func:`augment_batch`.
+def draw_epoch(n: int, batch_size: int, padding: int, flip: bool, generator: torch.Generator,
+               device) -> dict:
+    """One epoch's random parameters, each drawn in one call on ``device``: the order of the
+    ``(n // batch_size)·batch_size`` images used, their flip mask and crop offsets ``0 .. 2·padding``."""
+    keep = n // batch_size * batch_size
+    order = torch.randperm(n, generator=generator, device=device)[:keep]
+    mask = (torch.rand(keep, generator=generator, device=device) < 0.5) if flip else None
+    offsets = torch.randint(0, 2 * padding + 1, (2, keep), generator=generator, device=device) if padding else None
+    return {"order": order, "flip": mask, "offsets": offsets}
 
-    With ``flip=False`` and ``padding=0`` it only normalizes (``mean=0, std=1`` make that the identity).
+
+def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tensor, *, padding: int = 2,
+                  flip: bool = True, generator: torch.Generator, memory_format=torch.contiguous_format,
+                  chunk: int = 8192) -> list[tuple[Tensor, Tensor]]:
+    """One epoch of shuffled, augmented, normalized batches ``(xb, yb)``, cut from one tensor by slicing.
+
+    The parameters come from :func:`draw_epoch` (one call each); :func:`augment_batch` is applied to
+    ``chunk`` images at a time (bounding the gather indices' memory), so a training step does no
+    augmentation work and no indexing, only two slices. With ``flip=False`` and ``padding=0`` the
+    images are only normalized. Every batch is full (the last partial batch is dropped).
     """
-
-    def __init__(self, mean, std, padding: int = 2, flip: bool = True, generator: torch.Generator | None = None):
-        self.mean, self.std, self.padding, self.flip = mean, std, padding, flip
-        self.draw_flip = augment.RandomHFlip(generator=generator)
-        self.draw_crop = augment.RandomCrop(1, padding=padding, generator=generator)  # size is set per batch
-
-    def __call__(self, images: Tensor) -> Tensor:
-        if not self.flip and not self.padding:
-            return normalize(images, self.mean, self.std)
-        n = images.shape[0]
-        mask = self.draw_flip.sample(images)["mask"] if self.flip else torch.zeros(n, dtype=torch.bool)
-        self.draw_crop.size = images.shape[-2:]
-        offsets = self.draw_crop.sample(images)
-        return augment_batch(images, mask.to(images.device), offsets["top"].to(images.device),
-                             offsets["left"].to(images.device), self.mean, self.std, self.padding)
+    d = draw_epoch(len(x), batch_size, padding, flip, generator, x.device)
+    order, parts = d["order"], []
+    for i in range(0, len(order), chunk):
+        images = x[order[i:i + chunk]]
+        if flip or padding:
+            n = len(images)
+            mask = d["flip"][i:i + chunk] if flip else torch.zeros(n, dtype=torch.bool, device=x.device)
+            top, left = (d["offsets"][:, i:i + chunk] if padding else torch.zeros(2, n, dtype=torch.long, device=x.device))
+            images = augment_batch(images, mask, top, left, mean, std, padding)
+        else:
+            images = normalize(images, mean, std)
+        parts.append(images)
+    xs = torch.cat(parts).contiguous(memory_format=memory_format) if parts else x[:0]
+    ys = y[order]
+    return [(xs[i:i + batch_size], ys[i:i + batch_size]) for i in range(0, len(order), batch_size)]
 
 
 # --------------------------------------------------------------------------------- patch whitening
@@ -235,8 +256,12 @@ class CapstoneNet(nn.Module):
         self.head = nn.Linear(channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(N, classes)``. The global max pool is ``adaptive_max_pool2d(h, 1)``, whose gradient
+        goes to the saved argmax index. ``torch.amax``'s gradient, ``grad·(h == max)/count(h == max)``,
+        rests on an equality test: a compiled backward that recomputes ``h`` in a fused kernel under bf16
+        autocast (torch 2.11, CUDA) found no equal element, and the gradient became ``inf·0 = NaN``."""
         h = self.body(F.relu(self.stem(x)))
-        return self.head(torch.amax(h, dim=(2, 3)))
+        return self.head(F.adaptive_max_pool2d(h, 1).flatten(1))
 
 
 def build_net(recipe: Recipe, x_train: Tensor, num_classes: int, *, mean=None, std=None,
@@ -276,21 +301,28 @@ def label_smoothing_loss(logits: Tensor, target: Tensor, smoothing: float = 0.0)
     return ((1 - smoothing) * nll - smoothing * logp.mean(dim=-1)).mean()
 
 
-def make_optimizer(net: nn.Module, recipe: Recipe, steps: int):
-    """Nesterov SGD (``torch.optim.SGD``) and a per-step ``LambdaLR``: warm-up + cosine decay, or constant.
+def lr_schedule(recipe: Recipe, steps: int) -> list[float]:
+    """The learning rate of every step, as plain numbers: ``lr·warmup_cosine_factor(t)`` with ``warmup·steps``
+    warm-up steps from 10% of the peak (:func:`course_lib.schedules.warmup_cosine_factor`; Goyal et al.
+    2017; airbench warms up and decays linearly), or ``lr`` throughout without ``schedule``."""
+    if not recipe.schedule:
+        return [recipe.lr] * steps
+    return [recipe.lr * schedules.warmup_cosine_factor(t, int(recipe.warmup * steps), steps, start_factor=0.1)
+            for t in range(steps)]
 
-    The schedule is :func:`course_lib.schedules.warmup_cosine_factor` with ``warmup·steps`` warm-up steps
-    from 10% of the peak rate (Goyal et al. 2017; airbench warms up and decays linearly).
+
+def make_optimizer(net: nn.Module, recipe: Recipe, steps: int) -> tuple[torch.optim.SGD, list[float]]:
+    """Nesterov SGD (``torch.optim.SGD``, fused where the device supports it, else foreach:
+    :func:`course_lib.train.lean_optimizer_options`) and the per-step rates of :func:`lr_schedule`.
+
+    The caller sets ``param_group["lr"]`` to ``rates[t]`` before step ``t`` (:func:`course_lib.train.set_lr`):
+    a Python float, so no scheduler object runs and no tensor op is launched for it.
     """
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=True,
-                          weight_decay=recipe.weight_decay)
-    if recipe.schedule:
-        factor = partial(schedules.warmup_cosine_factor, warmup=int(recipe.warmup * steps), total=steps,
-                         start_factor=0.1)
-    else:
-        factor = lambda t: 1.0  # noqa: E731
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    rates = lr_schedule(recipe, steps)
+    opt = torch.optim.SGD(params, lr=rates[0] if rates else recipe.lr, momentum=recipe.momentum, nesterov=True,
+                          weight_decay=recipe.weight_decay, **train.lean_optimizer_options(params[0].device))
+    return opt, rates
 
 
 # ------------------------------------------------------------------------------- the fast step loop
@@ -308,28 +340,56 @@ def _memory_format(device: torch.device, recipe: Recipe):
     return torch.channels_last if device.type == "cuda" and recipe.amp else torch.contiguous_format
 
 
-def train_epoch(model: nn.Module, loader, optimizer, scheduler, smoothing: float, ctx, memory_format) -> tuple[Tensor, Tensor, int]:
-    """One pass over ``loader``; returns the summed loss and correct count *as device tensors*, and n.
+def forward_loss(model: nn.Module, xb: Tensor, yb: Tensor, smoothing: float, amp: bool) -> tuple[Tensor, Tensor]:
+    """The label-smoothed loss ``F.cross_entropy(f(x), y, label_smoothing=ε)`` (in float32) and the count of
+    correct argmaxes, with ``f`` under bf16 autocast when ``amp``. This is what :func:`compiled_forward_loss`
+    compiles; the backward pass and the optimizer step run outside it."""
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(xb)
+    loss = F.cross_entropy(logits.float(), yb, label_smoothing=smoothing)
+    return loss, (logits.argmax(1) == yb).sum()
 
-    Nothing in the loop reads a value back to the host (no ``.item()``, ``float()``, ``bool()``):
-    the GPU never waits for Python, and Python never waits for the GPU.
+
+_COMPILED: dict = {}
+
+
+def compiled_forward_loss(mode: str = "default"):
+    """``torch.compile(forward_loss, mode=mode)``, built once per mode and process and shared by every run:
+    dynamo guards on the network's structure and the input shapes, not on the module object, so a new
+    seed or member with the same structure reuses the compiled code (:func:`train_recipe`'s warm-up
+    compiles only the first time)."""
+    if mode not in _COMPILED:
+        _COMPILED[mode] = torch.compile(forward_loss, mode=None if mode == "default" else mode)
+    return _COMPILED[mode]
+
+
+def train_epoch(model: nn.Module, batches, optimizer, rates, smoothing: float, amp: bool = False,
+                step_fn=forward_loss, mark_step: bool = False) -> tuple[Tensor, Tensor]:
+    """One pass over ``batches``; returns every step's loss ``(B,)`` and the count of correct predictions,
+    *as device tensors*.
+
+    Step ``t`` sets the rate ``rates[t]`` as a plain number, computes ``step_fn`` (:func:`forward_loss` or
+    its compiled form), backpropagates, takes the (fused) optimizer step and writes its loss into a
+    preallocated tensor. Nothing reads a value back to the host (no ``.item()``, ``float()``, ``bool()``):
+    the GPU never waits for Python, and Python never waits for the GPU. ``mark_step`` tells CUDA graphs
+    (``reduce-overhead``) that a new step begins.
     """
     model.train()
     device = next(model.parameters()).device
-    loss_sum, correct, n = torch.zeros((), device=device), torch.zeros((), device=device), 0
-    for xb, yb in loader:
-        xb = xb.contiguous(memory_format=memory_format)
-        with ctx:
-            logits = model(xb)
-        loss = label_smoothing_loss(logits.float(), yb, smoothing)
-        optimizer.zero_grad(set_to_none=True)
+    losses = torch.empty(len(batches), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for i, (xb, yb) in enumerate(batches):
+        train.set_lr(optimizer, rates[i])
+        if mark_step:
+            torch.compiler.cudagraph_mark_step_begin()
+        loss, right = step_fn(model, xb, yb, smoothing, amp)
         loss.backward()
         optimizer.step()
-        scheduler.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.detach().argmax(1) == yb).sum()
-        n += len(yb)
-    return loss_sum, correct, n
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            losses[i] = loss
+            correct += right
+    return losses, correct
 
 
 def view_logits(models, x: Tensor, *, tta: bool = True, batch_size: int = 500, ctx=None,
@@ -375,6 +435,7 @@ class Result:
     without flip averaging and with all members or only the first. Times are seconds; ``train_seconds``
     covers every member's step loop (synchronised at each epoch's end) and excludes evaluation,
     ``compile_seconds`` the compile warm-up, ``prep_seconds`` statistics and the whitening fit.
+    ``diverged`` is the epoch at whose end a member's loss was not finite (training stopped there), else None.
     """
 
     recipe: Recipe
@@ -386,63 +447,103 @@ class Result:
     prep_seconds: float
     history: list = field(default_factory=list)
     models: list = field(default_factory=list, repr=False)
+    diverged: int | None = None
+
+    @property
+    def status(self) -> str:
+        """``"trained"``, or ``"diverged at epoch E"``."""
+        return "trained" if self.diverged is None else f"diverged at epoch {self.diverged}"
 
     def to_record(self) -> dict:
         """A flat dict for a table (no models)."""
         return {"recipe": self.recipe.label(), "seed": self.seed, "accuracy": self.accuracy,
                 "train_seconds": self.train_seconds, "compile_seconds": self.compile_seconds,
-                "prep_seconds": self.prep_seconds}
+                "prep_seconds": self.prep_seconds, "status": self.status}
 
 
-def _compile_warmup(net: nn.Module, recipe: Recipe, x: Tensor, y: Tensor, ctx, memory_format) -> nn.Module:
-    """``torch.compile(net)``, run on two training steps and one evaluation so that compiling happens here,
-    then every weight, buffer and BN statistic restored: training afterwards computes the same thing."""
-    compiled = torch.compile(net)
-    state = copy.deepcopy(net.state_dict())
-    opt, sched = make_optimizer(net, recipe, 2)
-    xb, yb = x[:recipe.batch_size], y[:recipe.batch_size]
-    train_epoch(compiled, [(xb, yb), (xb, yb)], opt, sched, recipe.smoothing * recipe.label_smoothing, ctx, memory_format)
-    predict_probs([compiled], x[:recipe.batch_size], tta=False, ctx=ctx, memory_format=memory_format)
-    net.load_state_dict(state)
-    return compiled
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device):
+    """``torch.backends.cudnn.benchmark = True`` on CUDA for the block (fixed shapes: the fastest
+    convolution algorithm is picked once per shape), restored afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def step_function(recipe: Recipe, device: torch.device):
+    """``(step_fn, mark_step)`` for :func:`train_epoch`: :func:`forward_loss`, or with ``compile`` its shared
+    compiled form (:func:`compiled_forward_loss`; ``recipe.compile_mode`` on CUDA, inductor's default
+    elsewhere), and whether CUDA graphs need a step mark."""
+    if not recipe.compile:
+        return forward_loss, False
+    mode = recipe.compile_mode if device.type == "cuda" else "default"
+    return compiled_forward_loss(mode), device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+
+
+def _compile_warmup(net: nn.Module, recipe: Recipe, batch: tuple[Tensor, Tensor], step_fn, mark_step: bool) -> None:
+    """Three training steps of a *copy* of ``net`` through ``step_fn``, so that compiling (and CUDA-graph
+    recording) happens here and not in the timed loop. ``net`` itself is never touched: training
+    afterwards computes what it would have computed without the warm-up."""
+    scratch = copy.deepcopy(net)
+    opt, _ = make_optimizer(scratch, recipe, 3)
+    smoothing = recipe.smoothing if recipe.label_smoothing else 0.0
+    train_epoch(scratch, [batch] * 3, opt, [recipe.lr] * 3, smoothing, _amp(batch[0].device, recipe), step_fn, mark_step)
+
+
+def _amp(device: torch.device, recipe: Recipe) -> bool:
+    """bf16 autocast in the training step: on CUDA with ``recipe.amp``."""
+    return device.type == "cuda" and recipe.amp
 
 
 def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each_epoch: bool = False) -> dict:
-    """Train one network of ``recipe`` on ``ds`` with ``seed``; returns its model, history and times."""
+    """Train one network of ``recipe`` on ``ds`` with ``seed``; returns its model, history, times and
+    ``diverged`` (the epoch whose losses were not all finite; training stops there, else None)."""
     device = ds.x_train.device
-    ctx, fmt = fast_context(device, recipe), _memory_format(device, recipe)
+    fmt, amp = _memory_format(device, recipe), _amp(device, recipe)
     generator = runtime.seed_everything(seed)           # initial weights: drawn on the CPU, the same on any device
     draws = torch.Generator(device=device).manual_seed(seed)  # batch order and augmentation, drawn where the data are
     started = time.perf_counter()
     net = build_net(recipe, ds.x_train, ds.num_classes, mean=mean, std=std, generator=generator).to(memory_format=fmt)
     runtime.synchronize(device)
     prep = time.perf_counter() - started
-    model, compile_s = net, 0.0
+    step_fn, mark_step = step_function(recipe, device)
+    compile_s = 0.0
     if recipe.compile:
         started = time.perf_counter()
-        model = _compile_warmup(net, recipe, normalize(ds.x_train, mean, std), ds.y_train, ctx, fmt)
+        x0 = normalize(ds.x_train[:recipe.batch_size], mean, std).contiguous(memory_format=fmt)
+        _compile_warmup(net, recipe, (x0, ds.y_train[:recipe.batch_size]), step_fn, mark_step)
         runtime.synchronize(device)
         compile_s = time.perf_counter() - started
-    transform = BatchAugment(mean, std, recipe.padding if recipe.augment else 0, flip=recipe.augment, generator=draws)
-    loader = DeviceLoader(ds.x_train, ds.y_train, recipe.batch_size, shuffle=True, generator=draws,
-                          transform=transform, drop_last=True)
-    opt, sched = make_optimizer(net, recipe, recipe.epochs * len(loader))
+    per_epoch = len(ds.x_train) // recipe.batch_size
+    opt, rates = make_optimizer(net, recipe, recipe.epochs * per_epoch)
     smoothing = recipe.smoothing if recipe.label_smoothing else 0.0
-    history, seconds = [], 0.0
+    padding = recipe.padding if recipe.augment else 0
+    history, seconds, diverged = [], 0.0, None
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
-        loss_sum, correct, n = train_epoch(model, loader, opt, sched, smoothing, ctx, fmt)
+        batches = epoch_batches(ds.x_train, ds.y_train, recipe.batch_size, mean, std, padding=padding,
+                                flip=recipe.augment, generator=draws, memory_format=fmt)
+        losses, correct = train_epoch(net, batches, opt, rates[(epoch - 1) * per_epoch:], smoothing, amp,
+                                      step_fn, mark_step)
         runtime.synchronize(device)
         seconds += time.perf_counter() - started
+        n = per_epoch * recipe.batch_size
+        loss = float(losses.double().mean())                  # one read per epoch
         record = {"seed": seed, "epoch": epoch, "train_seconds": seconds,
-                  "train_loss": float(loss_sum) / n, "train_acc": float(correct) / n}  # one read per epoch
+                  "train_loss": loss, "train_acc": float(correct) / n}
         if eval_each_epoch:
             x_test = normalize(ds.x_test, mean, std)
-            record["test_acc"] = float(accuracy(predict_probs([model], x_test, tta=recipe.tta, ctx=ctx,
+            record["test_acc"] = float(accuracy(predict_probs([net], x_test, tta=recipe.tta, ctx=fast_context(device, recipe),
                                                               memory_format=fmt), ds.y_test))
         history.append(record)
-    return {"model": model, "history": history, "train_seconds": seconds, "compile_seconds": compile_s,
-            "prep_seconds": prep}
+        if not math.isfinite(loss):
+            diverged = epoch
+            break
+    return {"model": net, "history": history, "train_seconds": seconds, "compile_seconds": compile_s,
+            "prep_seconds": prep, "diverged": diverged}
 
 
 def evaluate_members(models, x_test: Tensor, y_test: Tensor, recipe: Recipe) -> dict:
@@ -498,20 +599,26 @@ def train_recipe(recipe: Recipe, ds: Dataset, seed: int = 0, *, eval_each_epoch:
 
     The statistics (mean/std) come from the training split only; with ``whiten`` off the inputs are
     raw pixels. ``eval_each_epoch`` adds each member's test accuracy after every epoch to the history
-    (outside the timed loop), which :func:`time_to_accuracy` reads.
+    (outside the timed loop), which :func:`time_to_accuracy` reads. A member whose loss is not finite at
+    an epoch's end ends the run there: ``Result.diverged`` names the epoch and no further member is trained.
     """
     started = time.perf_counter()
     mean, std = input_stats(recipe, ds.x_train)
     x_test = normalize(ds.x_test, mean, std)
     stats_s = time.perf_counter() - started
-    runs = [train_member(recipe, ds, seed + 1000 * k, mean=mean, std=std, eval_each_epoch=eval_each_epoch)
-            for k in range(recipe.n_members)]
+    runs = []
+    with _cudnn_benchmark(ds.x_train.device):
+        for k in range(recipe.n_members):
+            runs.append(train_member(recipe, ds, seed + 1000 * k, mean=mean, std=std, eval_each_epoch=eval_each_epoch))
+            if runs[-1]["diverged"] is not None:
+                break
     models = [r["model"] for r in runs]
     evaluations = evaluate_members(models, x_test, ds.y_test, recipe)
     return Result(recipe, seed, evaluations[recipe.tta, recipe.ensemble], evaluations,
                   sum(r["train_seconds"] for r in runs), sum(r["compile_seconds"] for r in runs),
                   stats_s + sum(r["prep_seconds"] for r in runs),
-                  [dict(member=k, **h) for k, r in enumerate(runs) for h in r["history"]], models)
+                  [dict(member=k, **h) for k, r in enumerate(runs) for h in r["history"]], models,
+                  next((r["diverged"] for r in runs if r["diverged"] is not None), None))
 
 
 def time_to_accuracy(history: list[dict], target: float) -> float:

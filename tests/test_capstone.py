@@ -2,6 +2,7 @@
 a tiny end-to-end run, the absence of host synchronisation in the step loop, and the ablation's verdicts."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pandas as pd
@@ -96,17 +97,23 @@ def test_augment_pads_with_black_not_with_the_mean():
     torch.testing.assert_close(out[:, :, 2:, 2:], torch.full((2, 1, 6, 6), 2.0))
 
 
-def test_batch_augment_is_reproducible_and_draws_both_flips(device):
-    x = torch.rand(256, 1, 10, 10).to(device)
-    mean, std = torch.zeros(1, device=device), torch.ones(1, device=device)
-    make = lambda: C.BatchAugment(mean, std, padding=2, generator=torch.Generator(device=device).manual_seed(3))  # noqa: E731
-    a, b = make()(x), make()(x)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert a.shape == x.shape and a.device == x.device
-    unchanged = (a == x).flatten(1).all(1).float().mean()
-    assert unchanged < 0.2  # most images are flipped and/or shifted
-    plain = C.BatchAugment(torch.full((1,), 0.5, device=device), torch.full((1,), 2.0, device=device), padding=0, flip=False)
-    torch.testing.assert_close(plain(x), (x - 0.5) / 2)
+def test_epoch_batches_are_augment_batch_of_one_draw_per_epoch(device):
+    """The whole epoch is drawn once (order, flips, offsets) and every batch is augment_batch of its slice."""
+    x = torch.rand(100, 1, 10, 10).to(device)
+    y = torch.arange(100, device=device)
+    mean, std = torch.full((1,), 0.5, device=device), torch.full((1,), 2.0, device=device)
+    make = lambda **kw: C.epoch_batches(x, y, 32, mean, std, padding=2, generator=torch.Generator(device=device).manual_seed(3), chunk=40, **kw)  # noqa: E731
+    batches = make()
+    assert len(batches) == 3 and all(xb.shape == (32, 1, 10, 10) and xb.device == x.device for xb, _ in batches)
+    d = C.draw_epoch(100, 32, 2, True, torch.Generator(device=device).manual_seed(3), device)
+    xs, ys = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    assert torch.equal(ys, y[d["order"]]) and len(set(ys.tolist())) == 96
+    expected = C.augment_batch(x[d["order"]], d["flip"], d["offsets"][0], d["offsets"][1], mean, std, 2)
+    torch.testing.assert_close(xs, expected, rtol=0, atol=0)
+    assert 0.3 < d["flip"].float().mean() < 0.7 and set(d["offsets"].unique().tolist()) <= set(range(5))
+    plain = C.epoch_batches(x, y, 50, mean, std, padding=0, flip=False, generator=torch.Generator(device=device).manual_seed(0))
+    torch.testing.assert_close(plain[0][0], (x[plain[0][1]] - 0.5) / 2)
+    assert [b[0].data_ptr() for b in batches][1] - batches[0][0].data_ptr() == 32 * 100 * x.element_size(), "slices of one tensor"
 
 
 # ---------------------------------------------------------------------------------- patch whitening
@@ -154,23 +161,81 @@ def test_build_net_follows_the_recipe(digits):
     assert net(digits.x_train[:4]).shape == (4, 10)
 
 
-def test_optimizer_is_nesterov_sgd_with_warmup_and_decay():
+def test_optimizer_is_fused_nesterov_sgd_with_plain_number_rates():
     net = nn.Linear(3, 2)
-    opt, sched = C.make_optimizer(net, C.Recipe(lr=0.4, warmup=0.25), steps=100)
-    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"]
-    lrs = []
-    for _ in range(100):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    opt, rates = C.make_optimizer(net, C.Recipe(lr=0.4, warmup=0.25), steps=100)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"] and opt.param_groups[0]["fused"]
     expected = [0.4 * schedules.warmup_cosine_factor(t, 25, 100, start_factor=0.1) for t in range(100)]
-    assert lrs == pytest.approx(expected)
-    assert lrs[0] == pytest.approx(0.04) and max(lrs) == pytest.approx(0.4) and lrs[-1] < 0.001
-    opt, sched = C.make_optimizer(net, C.Recipe(lr=0.4).without("schedule"), steps=100)
-    for _ in range(10):
-        opt.step()
+    assert all(isinstance(r, float) for r in rates) and rates == pytest.approx(expected)
+    assert rates[0] == pytest.approx(0.04) and max(rates) == pytest.approx(0.4) and rates[-1] < 0.001
+    _, constant = C.make_optimizer(net, C.Recipe(lr=0.4).without("schedule"), steps=10)
+    assert constant == [0.4] * 10
+
+
+def test_fused_step_follows_the_reference_sgd():
+    """The lean step (fused SGD, rates set as numbers, F.cross_entropy) takes the same steps as
+    for-loop SGD with a LambdaLR and the course's own label-smoothed loss."""
+    torch.manual_seed(0)
+    recipe = C.Recipe(lr=0.3, warmup=0.5, weight_decay=1e-3)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    ref = copy.deepcopy(net)
+    x, y = torch.randn(5, 16, 1, 8, 8), torch.randint(0, 3, (5, 16))
+    opt, rates = C.make_optimizer(net, recipe, 5)
+    losses, correct = C.train_epoch(net, list(zip(x, y)), opt, rates, 0.2)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.3, momentum=0.9, nesterov=True, weight_decay=1e-3, foreach=False)
+    sched = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda t: rates[min(t, 4)] / 0.3)
+    for i in range(5):
+        loss = C.label_smoothing_loss(ref(x[i]), y[i], 0.2)
+        torch.testing.assert_close(losses[i], loss.detach(), rtol=1e-5, atol=1e-6)
+        ref_opt.zero_grad()
+        loss.backward()
+        ref_opt.step()
         sched.step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.4)
+    for p, q in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert 0 <= int(correct) <= 80
+
+
+# ----------------------------------------------------------------------------------- the head
+
+
+def test_head_gradient_goes_to_one_index_not_split_by_equality():
+    """adaptive_max_pool2d routes the gradient to the saved argmax; amax's gradient splits it over the
+    elements equal to the max (an equality test, NaN in a compiled bf16 backward: issue 21)."""
+    recipe = C.Recipe(widths=(4, 4, 4))
+    net = C.CapstoneNet(1, 3, recipe)
+    h = torch.zeros(1, 4, 2, 2, requires_grad=True)
+    pooled = F.adaptive_max_pool2d(h, 1).flatten(1)
+    pooled.sum().backward()
+    assert h.grad[0].flatten(1).sum(1).tolist() == [1.0] * 4 and (h.grad == 1).sum() == 4  # one winner per channel
+    seen = []
+    net.head.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    x = torch.randn(2, 1, 16, 16)
+    net(x)
+    torch.testing.assert_close(seen[0], torch.amax(net.body(F.relu(net.stem(x))), dim=(2, 3)))
+
+
+def test_compiled_bf16_step_has_finite_gradients_matching_eager():
+    """torch.compile (inductor, on the CPU) of one bf16-autocast training step: every gradient is finite and
+    within bf16 tolerance of the eager step's."""
+    recipe = TINY.but(widths=(8, 8, 8))
+    torch.manual_seed(0)
+    net = C.CapstoneNet(1, 10, recipe)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+
+    def grads(fn):
+        net.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(fn(x).float(), y, label_smoothing=0.2)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in net.parameters()]
+    eager_loss, eager = grads(net)
+    compiled_loss, compiled = grads(torch.compile(net))
+    assert all(torch.isfinite(g).all() for g in compiled), "a non-finite gradient in the compiled bf16 step"
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=2e-2, atol=2e-2)
+    for g, e in zip(compiled, eager):
+        scale = float(e.abs().max()) + 1e-6
+        assert float((g - e).abs().max()) / scale < 0.1, "compiled and eager gradients differ beyond bf16 rounding"
 
 
 # ----------------------------------------------------------------------------------- TTA, ensembles
@@ -234,15 +299,22 @@ def test_train_recipe_learns_and_is_reproducible(digits):
         C.split_accuracy(a, digits, "val")
 
 
-def test_compile_warmup_leaves_training_unchanged(digits, monkeypatch):
-    """With torch.compile replaced by the identity, the warm-up must restore weights and BN statistics."""
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
-    recipe = TINY.without("ensemble")
-    plain = C.train_recipe(recipe, digits, seed=1)
-    compiled = C.train_recipe(recipe.but(compile=True), digits, seed=1)
-    assert compiled.compile_seconds > 0
+def test_compile_for_real_warms_up_once_and_leaves_training_unchanged(digits):
+    """Recipe(compile=True) with the real torch.compile (inductor on the CPU): the warm-up trains a copy, so
+    the run matches eager closely; the second seed reuses the compiled code (no new graph)."""
+    from torch._dynamo.utils import counters
+    small = digits.subset(640, 297, generator=torch.Generator().manual_seed(0))
+    recipe = TINY.without("ensemble").but(epochs=1)
+    plain = C.train_recipe(recipe, small, seed=1)
+    compiled = C.train_recipe(recipe.but(compile=True), small, seed=1)
+    assert compiled.compile_seconds > 0 and compiled.diverged is None
+    assert compiled.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
     for p, q in zip(plain.models[0].state_dict().values(), compiled.models[0].state_dict().values()):
-        torch.testing.assert_close(p, q, rtol=0, atol=0)
+        torch.testing.assert_close(p.float(), q.float(), rtol=1e-3, atol=1e-3)
+    graphs = counters["stats"]["unique_graphs"]
+    again = C.train_recipe(recipe.but(compile=True), small, seed=2)
+    assert counters["stats"]["unique_graphs"] == graphs, "a second seed recompiled"
+    assert again.compile_seconds < compiled.compile_seconds
 
 
 def test_step_loop_never_reads_back_to_the_host(digits, monkeypatch):
@@ -250,18 +322,27 @@ def test_step_loop_never_reads_back_to_the_host(digits, monkeypatch):
     recipe = TINY.without("ensemble")
     mean, std = C.channel_stats(digits.x_train)
     net = C.build_net(recipe, digits.x_train, 10, mean=mean, std=std)
-    loader = data.DeviceLoader(digits.x_train, digits.y_train, 64, generator=torch.Generator().manual_seed(0),
-                               transform=C.BatchAugment(mean, std, 2, generator=torch.Generator().manual_seed(0)), drop_last=True)
-    opt, sched = C.make_optimizer(net, recipe, len(loader))
+    batches = C.epoch_batches(digits.x_train, digits.y_train, 64, mean, std, generator=torch.Generator().manual_seed(0))
+    opt, rates = C.make_optimizer(net, recipe, len(batches))
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a host read-back inside the step loop")
     for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
-    loss_sum, correct, n = C.train_epoch(net, loader, opt, sched, 0.2, C.fast_context(torch.device("cpu"), recipe),
-                                         torch.contiguous_format)
+    losses, correct = C.train_epoch(net, batches, opt, rates, 0.2)
     monkeypatch.undo()
-    assert n == len(loader) * 64 and 0 < float(loss_sum) / n < 5 and 0 <= float(correct) <= n
+    n = len(batches) * 64
+    assert losses.shape == (len(batches),) and 0 < float(losses.mean()) < 5 and 0 <= int(correct) <= n
+
+
+def test_a_non_finite_loss_ends_the_run_as_diverged(digits):
+    """A rate of 1e6 without batch norm: the loss is not finite after the first epoch; the run stops there."""
+    recipe = TINY.without("bn", "schedule").but(lr=1e6, epochs=3)
+    result = C.train_recipe(recipe, digits, seed=0)
+    assert result.diverged == 1 and result.status == "diverged at epoch 1"
+    assert len(result.history) == 1 and len(result.models) == 1, "no further epoch, no further member"
+    assert math.isnan(result.history[0]["train_loss"]) or math.isinf(result.history[0]["train_loss"])
+    assert C.train_recipe(TINY.but(epochs=1), digits, seed=0).diverged is None
 
 
 @pytest.mark.gpu
@@ -271,17 +352,17 @@ def test_cuda_fast_path_has_no_sync_and_uses_bf16_channels_last(digits):
     recipe = TINY.without("ensemble")
     mean, std = C.channel_stats(ds.x_train)
     net = C.build_net(recipe, ds.x_train, 10, mean=mean, std=std).to(memory_format=torch.channels_last)
-    loader = data.DeviceLoader(ds.x_train, ds.y_train, 64, generator=torch.Generator(device=dev).manual_seed(0),
-                               transform=C.BatchAugment(mean, std, 2, generator=torch.Generator(device=dev).manual_seed(0)),
-                               drop_last=True)
-    opt, sched = C.make_optimizer(net, recipe, len(loader))
+    batches = C.epoch_batches(ds.x_train, ds.y_train, 64, mean, std, generator=torch.Generator(device=dev).manual_seed(0),
+                              memory_format=torch.channels_last)
+    opt, rates = C.make_optimizer(net, recipe, len(batches))
+    assert opt.param_groups[0]["fused"]
     ctx = C.fast_context(dev, recipe)
     with ctx:
         assert net(ds.x_train[:8].contiguous(memory_format=torch.channels_last)).dtype == torch.bfloat16
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        C.train_epoch(net, loader, opt, sched, 0.2, C.fast_context(dev, recipe), torch.channels_last)
+        C.train_epoch(net, batches, opt, rates, 0.2, True)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     result = C.train_recipe(recipe, ds, seed=0)
@@ -289,9 +370,10 @@ def test_cuda_fast_path_has_no_sync_and_uses_bf16_channels_last(digits):
 
 
 @pytest.mark.gpu
-def test_cuda_compile_reports_compile_time(digits):
-    result = C.train_recipe(TINY.without("ensemble").but(compile=True), digits.to("cuda"), seed=0)
-    assert result.compile_seconds > 0 and result.accuracy > 0.5
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune-no-cudagraphs"])
+def test_cuda_compile_reports_compile_time(digits, mode):
+    result = C.train_recipe(TINY.without("ensemble").but(compile=True, compile_mode=mode), digits.to("cuda"), seed=0)
+    assert result.compile_seconds > 0 and result.diverged is None and result.accuracy > 0.5
 
 
 # -------------------------------------------------------------------------------------- the ablation
