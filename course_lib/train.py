@@ -5,10 +5,17 @@ per epoch, with train/validation loss and accuracy and the learning rate. It sho
 stays silent under nbgrader's autograde (stderr output would cost a test cell its points).
 
 Per-step metrics are kept on the device and copied to the host once per epoch, so the step loop
-never waits for the GPU (no ``.item()`` per step).
+never waits for the GPU (no ``.item()`` per step). That copy is also where a non-finite loss is seen:
+the run then ends as *diverged*, with the epoch named (``History.diverged``).
+
+The step is lean: the default optimizer is fused SGD where the device supports it (else foreach), a
+``torch.optim`` optimizer that leaves ``foreach`` unset is switched to its foreach implementation (one
+multi-tensor op per update term instead of a loop of ops per parameter), and the step's accuracy is
+kept as a count of correct predictions (:func:`lean_optimizer_options`, ``benchmarks/step_overhead.py``).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -43,6 +50,11 @@ class History:
         """The latest epoch's value of ``key``."""
         return self.epochs[-1][key] if self.epochs else None
 
+    @property
+    def diverged(self) -> int | None:
+        """The epoch at whose end the training loss was first seen non-finite (training stopped), else None."""
+        return next((e["epoch"] for e in self.events if e["event"] == "diverged"), None)
+
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048,
@@ -66,6 +78,30 @@ def _current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
+def lean_optimizer_options(device) -> dict:
+    """``{"fused": True}`` where ``torch.optim``'s fused kernels support ``device`` (one kernel updates every
+    parameter), else ``{"foreach": True}`` (one multi-tensor op per update term)."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+    return {"fused": True} if torch.device(device).type in _get_fused_kernels_supported_devices() else {"foreach": True}
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr) -> None:
+    """Set every parameter group's rate to ``lr``, a plain number: no scheduler object, no tensor op."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _lean(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Switch a ``torch.optim`` optimizer whose groups leave ``foreach`` unset (``None``) and are not fused
+    to its foreach implementation: the same update rule, with one multi-tensor op per term instead of
+    one op per parameter per term. Optimizers without a ``foreach`` option are left alone."""
+    for group in optimizer.param_groups:
+        if "foreach" in group and group["foreach"] is None and not group.get("fused") \
+                and not group.get("differentiable"):
+            group["foreach"] = True
+    return optimizer
+
+
 def _step_scheduler(scheduler, val_loss: float | None) -> None:
     """Step a torch scheduler; ``ReduceLROnPlateau`` is given the validation loss."""
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -77,31 +113,38 @@ def _step_scheduler(scheduler, val_loss: float | None) -> None:
 
 
 def _train_step(model, optimizer, loss_fn, xb, yb):
-    """One optimisation step; returns the batch's loss and accuracy as device tensors."""
+    """One optimisation step; returns the batch's loss and its count of correct argmaxes as device tensors."""
     optimizer.zero_grad(set_to_none=True)
     logits = model(xb)
     loss = loss_fn(logits, yb)
     loss.backward()
     optimizer.step()
-    return loss.detach(), (logits.detach().argmax(1) == yb).float().mean()
+    with torch.no_grad():
+        return loss.detach(), (logits.argmax(1) == yb).sum()
 
 
 def fit(model: torch.nn.Module, train_loader: Iterable, *, epochs: int,
         optimizer: torch.optim.Optimizer | None = None, lr: float = 0.1,
         loss_fn: Callable = F.cross_entropy, val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
         scheduler=None, scheduler_interval: str = "epoch", callbacks: Iterable = (),
-        progress: bool = True, desc: str = "training") -> History:
+        progress: bool = True, desc: str = "training", stop_on_divergence: bool = True) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_loader`` (an iterable of ``(x, y)`` batches).
 
-    - ``optimizer`` defaults to ``torch.optim.SGD(model.parameters(), lr)``.
+    - ``optimizer`` defaults to ``torch.optim.SGD(model.parameters(), lr)``, fused where the device allows
+      (:func:`lean_optimizer_options`); a ``torch.optim`` optimizer with ``foreach`` unset runs foreach.
     - ``val_data = (x_val, y_val)`` is evaluated after every epoch.
     - ``scheduler`` is any ``torch.optim.lr_scheduler``; it steps every ``"epoch"`` or every ``"step"``.
     - ``callbacks`` are objects with optional ``on_step_end(state)`` / ``on_epoch_end(state)``
       methods; setting ``state.stop = True`` ends training after the current step or epoch.
+    - With ``stop_on_divergence``, an epoch whose training losses are not all finite ends training: the
+      history is marked ``"diverged"`` with the epoch and the first bad step (``History.diverged``).
     """
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
-    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=lr)
+    if optimizer is None:
+        params = list(model.parameters())
+        optimizer = torch.optim.SGD(params, lr=lr, **lean_optimizer_options(params[0].device))
+    optimizer = _lean(optimizer)
     history = History()
     state = SimpleNamespace(model=model, optimizer=optimizer, history=history, epoch=0, step=0, stop=False)
     callbacks = list(callbacks)
@@ -109,12 +152,13 @@ def fit(model: torch.nn.Module, train_loader: Iterable, *, epochs: int,
     bar = progress_bar(total=total, desc=desc, enabled=progress)
     model.train()
     for epoch in range(1, epochs + 1):
-        state.epoch, started, losses, accs, lrs = epoch, time.perf_counter(), [], [], []
+        state.epoch, started, losses, corrects, sizes, lrs = epoch, time.perf_counter(), [], [], [], []
         for xb, yb in train_loader:
             lrs.append(_current_lr(optimizer))
-            loss, acc = _train_step(model, optimizer, loss_fn, xb, yb)
+            loss, correct = _train_step(model, optimizer, loss_fn, xb, yb)
             losses.append(loss)
-            accs.append(acc)
+            corrects.append(correct)
+            sizes.append(len(yb))
             state.step += 1
             if scheduler is not None and scheduler_interval == "step":
                 _step_scheduler(scheduler, None)
@@ -123,7 +167,8 @@ def fit(model: torch.nn.Module, train_loader: Iterable, *, epochs: int,
             bar.update(1)
             if state.stop:
                 break
-        _record_epoch(state, losses, accs, lrs, val_data, loss_fn, time.perf_counter() - started)
+        _record_epoch(state, losses, corrects, sizes, lrs, val_data, loss_fn, time.perf_counter() - started,
+                      stop_on_divergence)
         bar.set_postfix(loss=f"{history.last('train_loss'):.3f}", refresh=False)
         if scheduler is not None and scheduler_interval == "epoch":
             _step_scheduler(scheduler, history.last("val_loss"))
@@ -135,13 +180,20 @@ def fit(model: torch.nn.Module, train_loader: Iterable, *, epochs: int,
     return history
 
 
-def _record_epoch(state, losses, accs, lrs, val_data, loss_fn, seconds: float) -> None:
-    """Copy the epoch's step metrics to the host in one transfer and append the records."""
+def _record_epoch(state, losses, corrects, sizes, lrs, val_data, loss_fn, seconds: float,
+                  stop_on_divergence: bool = True) -> None:
+    """Copy the epoch's step metrics to the host in one transfer and append the records; a non-finite
+    loss marks the history ``"diverged"`` (epoch and first bad step) and, with ``stop_on_divergence``,
+    sets ``state.stop``."""
     if not losses:
         return
     loss_list = torch.stack(losses).float().cpu().tolist()
-    acc_list = torch.stack(accs).float().cpu().tolist()
+    acc_list = [c / n for c, n in zip(torch.stack(corrects).cpu().tolist(), sizes)]
     first = state.step - len(loss_list) + 1
+    bad = next((first + i for i, v in enumerate(loss_list) if not math.isfinite(v)), None)
+    if bad is not None and state.history.diverged is None:
+        state.history.mark("diverged", epoch=state.epoch, step=bad)
+        state.stop = state.stop or stop_on_divergence
     for i, (loss, acc, lr) in enumerate(zip(loss_list, acc_list, lrs)):
         state.history.steps.append({"step": first + i, "epoch": state.epoch, "train_loss": loss,
                                     "train_acc": acc, "lr": lr})

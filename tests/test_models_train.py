@@ -126,3 +126,39 @@ def test_zero_init_gives_no_hidden_gradient_and_symmetric_units():
 def test_device_fixture_compares_equal_to_tensor_devices(device):
     """The fixture is what tensors report (``cuda:0``), so ``t.device == device`` holds on every device."""
     assert torch.empty(0, device=device).device == device and torch.zeros(2).to(device).device == device
+
+
+def test_fit_stops_a_diverged_run_and_names_the_epoch():
+    """A rate of 1e6: the loss overflows in the first epoch; fit stops there and marks it."""
+    x, y = _toy("cpu")
+    torch.manual_seed(0)
+    net = models.MLP(2, 2, depth=2, width=16)
+    hist = train.fit(net, data.DeviceLoader(x, y, 64), epochs=5, lr=1e6, progress=False)
+    assert hist.diverged == 1 and len(hist.epochs) == 1
+    event = hist.events[0]
+    assert event["event"] == "diverged" and event["epoch"] == 1 and 1 <= event["step"] <= len(hist.steps)
+    assert not math.isfinite(hist.steps[event["step"] - 1]["train_loss"])
+    assert all(math.isfinite(s["train_loss"]) for s in hist.steps[:event["step"] - 1])
+    kept = train.fit(models.MLP(2, 2, depth=2, width=16), data.DeviceLoader(x, y, 64), epochs=3, lr=1e6,
+                     progress=False, stop_on_divergence=False)
+    assert kept.diverged == 1 and len(kept.epochs) == 3
+    assert train.fit(models.MLP(2, 2, depth=1, width=4), data.DeviceLoader(x, y, 64), epochs=1,
+                     progress=False).diverged is None
+
+
+def test_fit_uses_a_lean_optimizer_with_the_same_update(device):
+    """The default SGD is fused where supported; a torch.optim optimizer with foreach unset runs foreach,
+    and trains exactly as the for-loop implementation does."""
+    x, y = _toy(device)
+    assert train.lean_optimizer_options(device) == {"fused": True}
+    runs = []
+    for foreach in (None, False):
+        torch.manual_seed(2)
+        net = models.MLP(2, 2, depth=2, width=16).to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3, foreach=foreach)
+        train.fit(net, data.DeviceLoader(x, y, 64, generator=torch.Generator(device=device).manual_seed(0)), epochs=2,
+                  optimizer=opt, progress=False)
+        assert opt.param_groups[0]["foreach"] is (foreach is None)
+        runs.append([p.detach().clone() for p in net.parameters()])
+    for p, q in zip(*runs):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
