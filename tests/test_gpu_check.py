@@ -1,7 +1,7 @@
 """tools/gpu-check, the prepared script for a lent GPU machine, checked here on the CPU with --dry-run.
 
-The unit tests load the script as a module (it has no .py suffix); the end-to-end tests run it on tiny
-notebooks made here, with tiny budgets, in a temporary $OUT.
+The unit tests load the script as a module (it has no .py suffix) and its parts from tools/gpucheck;
+the end-to-end tests run it on tiny notebooks made here, in a temporary $OUT.
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu-check"
 PACK = ROOT / "tools" / "gpu-pack"
+PACKAGE = ROOT / "tools" / "gpucheck"
 OUT_FILES = {"summary.json", "summary.md", "gpu-check.state.json", "gpu-check.log", "artifacts.tar.gz"}
-STEPS = ["pytest", "augmentation", "ensemble_vmap", "time_to_accuracy", "full"]
+STEPS = ["pytest", "augmentation", "ensemble_vmap", "time_to_accuracy", "notebooks"]
 
 
 def load():
@@ -32,67 +33,105 @@ def load():
 
 
 gc = load()
+from gpucheck import figures, notebooks, proc, setup  # noqa: E402  (tools/ is on sys.path once the script is loaded)
 
 
 # ----------------------------------------------------------------------------------------- unit tests
 
 
-@pytest.mark.parametrize("path", [SCRIPT, PACK], ids=["gpu-check", "gpu-pack"])
-def test_top_level_imports_only_the_standard_library(path):
-    tree = ast.parse(path.read_text())
-    names = []
-    for node in tree.body:  # the module's own statements, not the imports inside functions
+def top_level_imports(path: Path) -> set[str]:
+    """The root names of a file's own import statements (not those inside functions); relative ones as '.'."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
+            names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            names.append(node.module or "")
-    roots = {n.split(".")[0] for n in names}
-    assert roots, "no imports found"
-    assert roots <= set(sys.stdlib_module_names) | {"__future__"}, roots - set(sys.stdlib_module_names)
-    # and it really starts with no site-packages at all (-I -S: isolated, no site)
+            names.add("." if node.level else (node.module or "").split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", [SCRIPT, PACK, *sorted(PACKAGE.glob("*.py"))], ids=lambda p: p.name)
+def test_top_level_imports_only_the_standard_library(path):
+    roots = top_level_imports(path)
+    assert roots or path.name == "__init__.py", "no imports found"
+    allowed = set(sys.stdlib_module_names) | {"__future__", "gpucheck", "."}
+    assert roots <= allowed, roots - allowed
+
+
+@pytest.mark.parametrize("path", [SCRIPT, PACK], ids=["gpu-check", "gpu-pack"])
+def test_scripts_start_without_site_packages(path):
     run = subprocess.run([sys.executable, "-I", "-S", str(path), "--help"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert path.read_text().startswith("#!/usr/bin/env python3\n") and os.access(path, os.X_OK)
 
 
+def test_the_budget_adds_up_to_eight_minutes():
+    limits = gc.LIMITS["gpu"]
+    assert gc.BUDGET <= 480
+    capped = sum(cap for cap, _ in limits.values() if cap is not None)
+    assert capped == 120 + 45 + 45 + 150
+    notebooks_left = gc.BUDGET - capped - gc.RESERVE - 30  # about 30 s of set-up on the GPU machine
+    assert notebooks_left >= limits["notebooks"][1] and notebooks_left >= 60
+    for step, runs in gc.BENCHMARKS.items():
+        assert sum(r.get("cap") or limits[step][0] for r in runs) <= limits[step][0], step
+        for r in runs:
+            assert (ROOT / r["script"]).is_file() and {"gpu", "dry", "json", "out", "name"} <= set(r)
+
+
 def test_plan_fits_caps_and_skips():
     t = [0.0]
-    clock = gc.Clock(540, now=lambda: t[0])
+    clock = proc.Clock(480, now=lambda: t[0])
     limits = gc.LIMITS["gpu"]
-    timeout, reason = gc.plan("time_to_accuracy", ["full"], clock, limits)
+    timeout, reason = proc.plan("time_to_accuracy", ["notebooks"], clock, limits, 8)
     assert reason == "" and timeout == limits["time_to_accuracy"][0]  # capped
-    t[0] = 540 - 100  # 100 s left: the minimum of 120 s does not fit
-    timeout, reason = gc.plan("time_to_accuracy", ["full"], clock, limits)
-    assert timeout is None and "does not fit" in reason and "needs at least 120 s" in reason
-    timeout, reason = gc.plan("full", [], clock, limits)  # the last step gets the rest, less the reserve
-    assert timeout == pytest.approx(100 - gc.RESERVE)
+    t[0] = 480 - 60  # 60 s left: 45 s minimum + 30 s for the notebooks + 8 s reserve do not fit
+    timeout, reason = proc.plan("time_to_accuracy", ["notebooks"], clock, limits, 8)
+    assert timeout is None and "does not fit" in reason and "needs at least 45 s" in reason
+    timeout, reason = proc.plan("notebooks", [], clock, limits, 8)  # the last step gets the rest, less the reserve
+    assert timeout == pytest.approx(60 - 8)
 
 
-def test_rotation_and_pointer():
+def test_rotation_takes_the_least_recently_run_first():
     order = ["01_a/01_a.ipynb", "04_b/04a.ipynb", "04_b/04b.ipynb", "10_c/10_c.ipynb"]
-    assert gc.rotation(order, None) == order
-    assert gc.rotation(order, "04_b/04b.ipynb") == order[2:] + order[:2]
-    assert gc.rotation(order, "04_b/04aa_gone.ipynb")[0] == "04_b/04b.ipynb"  # a removed notebook: the one after it
-    assert gc.rotation(order, "99_gone/x.ipynb")[0] == order[0]
-    candidates = gc.rotation(order, "04_b/04b.ipynb")
-    assert gc.next_pointer(candidates, 0) == "04_b/04b.ipynb"
-    assert gc.next_pointer(candidates, 2) == "01_a/01_a.ipynb"
-    assert gc.next_pointer(candidates, 4) == "04_b/04b.ipynb"  # once round
-    assert gc.notebook_order(ROOT / "solutions")[0].startswith("01_")
+    state = notebooks.load_state(Path("/nonexistent"))
+    assert notebooks.rotation(order, state, "full") == order
+    for i, nb in enumerate(["04_b/04a.ipynb", "01_a/01_a.ipynb"]):
+        notebooks.record_run(state, {"notebook": nb, "status": "ok", "seconds": 50.0, "profile": "full"}, "H200", f"2026-12-0{i + 1}")
+    assert notebooks.rotation(order, state, "full") == ["04_b/04b.ipynb", "10_c/10_c.ipynb", "04_b/04a.ipynb", "01_a/01_a.ipynb"]
+    assert notebooks.rotation(order, state, "quick") == order  # another profile's runs do not count
+    assert notebooks.notebook_order(ROOT / "solutions")[0].startswith("01_")
 
 
-def test_parsers():
-    vmap = gc.parse_vmap("device: cuda (NVIDIA H200, 16 threads)\n   K  sequential s    vmap s  speed-up   max |dw|\n"
-                         "   4          0.29      0.22     1.32x    7.0e-07\n  16          1.10      0.55     2.00x    5.0e-07\n")
-    assert vmap["device"].startswith("cuda") and [r["members"] for r in vmap["rows"]] == [4, 16]
-    assert vmap["rows"][1]["speedup"] == 2.0
-    text = ("seed 0 fast:         92.00% @ 1.0 s, 93.50% @ 2.0 s, 94.10% @ 3.0 s\n"
-            "seed 0 conventional: 91.00% @ 20.0 s, 93.10% @ 40.0 s, 93.90% @ 60.0 s\n"
-            "seed 1 fast:         93.20% @ 1.0 s, 93.90% @ 2.0 s, 94.00% @ 3.0 s\n")
-    tta = gc.parse_tta_lines(text, [0.93, 0.94])
-    assert tta["fast"]["seeds"] == 2 and tta["fast"]["time_to_0.93"] == pytest.approx(1.5)
-    assert tta["fast"]["time_to_0.94"] == pytest.approx(3.0) and tta["conventional"]["reached_0.94"] == 0
-    assert gc.tta_ratios(tta["fast"], tta["conventional"], [0.93])["time_to_0.93"] == pytest.approx(40 / 1.5, rel=0.01)
+def test_a_notebook_that_does_not_fit_is_passed_over_and_one_cut_short_keeps_its_place():
+    state = notebooks.load_state(Path("/nonexistent"))
+    record = lambda nb, status, s: {"notebook": nb, "status": status, "seconds": s, "profile": "full"}
+    notebooks.record_run(state, record("a", "ok", 120.0), None, "2026-12-01")
+    notebooks.record_run(state, record("b", "ok", 40.0), None, "2026-12-01")
+    assert notebooks.choose_next(["a", "b", "c"], state, "full", 100, 30) == ("b", ["a (took 120 s last time, 100 s left)"])
+    assert notebooks.choose_next(["a", "c"], state, "full", 100, 30)[0] == "c"  # never run: tried
+    assert notebooks.choose_next(["c"], state, "full", 20, 30) == (None, [])  # under the minimum
+    notebooks.record_run(state, record("c", "timeout", 60.0), None, "2026-12-02", keep_date=True)
+    assert notebooks.rotation(["a", "b", "c"], state, "full")[0] == "c" and state["notebooks"]["c"]["seconds"] == 60.0
+
+
+def test_flags_a_benchmark_does_not_mention_are_dropped_with_their_values(tmp_path):
+    script = tmp_path / "bench.py"
+    script.write_text('p.add_argument("--seeds", type=int)\np.add_argument(\'--compile\', action="store_true")\n')
+    kept, dropped = gc.accepted_args(script, ["--seeds", "5", "--widths", "64", "128", "--compile", "--out", "x"])
+    assert kept == ["--seeds", "5", "--compile"] and dropped == ["--widths", "--out"]
+
+
+def test_key_figures_are_found_by_name_preferred_first_and_missing_keys_are_no_error():
+    result = {"device": "cuda", "seeds": 5, "fast": {"time_to_0.93": 1.5, "seconds_per_epoch": 0.2, "tflops": 80.0,
+                                                      "final_accuracy_std": float("nan")},
+              "fast_runs": [{"history": [1, 2]}], "rows": [{"members": 8, "speedup": 4.5}, {"members": 32, "speedup": 17.0}],
+              "cuda_event_to_wall": 0.93, "markdown": "| table |"}
+    found = figures.key_figures(result, prefer=[r"speed.?up", r"time_to"])
+    assert list(found)[:3] == ["rows[members=8].speedup", "rows[members=32].speedup", "fast.time_to_0.93"]
+    assert found["cuda_event_to_wall"] == 0.93 and found["fast.tflops"] == 80.0
+    assert "seeds" not in found and not any("fast_runs" in k or "std" in k for k in found)
+    assert figures.key_figures({}, prefer=["x"]) == {} and figures.key_figures([], ()) == {}
+    assert figures.figures_text({"a": 1234567.0, "b": 0.5}) == "a = 1,234,567; b = 0.5"
 
 
 def test_parse_junit_counts_and_expected_collection_errors(tmp_path):
@@ -105,7 +144,7 @@ def test_parse_junit_counts_and_expected_collection_errors(tmp_path):
         '<testcase classname="tests.test_a" name="test_skip"><skipped message="s"/></testcase>'
         '<testcase classname="" name="tests.test_nb"><error message="collection failure">'
         "E   ModuleNotFoundError: No module named 'nbgrader'</error></testcase></testsuite></testsuites>")
-    r = gc.parse_junit(xml)
+    r = figures.parse_junit(xml)
     assert (r["tests"], r["passed"], r["failures"], r["errors"], r["skipped"]) == (5, 2, 1, 1, 1)
     assert r["failed_tests"][0]["test"].endswith("test_bad[cuda]")
     assert r["collection_errors"][0]["missing_module"] == "nbgrader"
@@ -115,7 +154,7 @@ def test_wheels_to_install_skips_installed_and_keeps_the_newest(tmp_path):
     for name in ("pytest-1.0-py3-none-any.whl", "gpucheck_fake-1.0-py3-none-any.whl",
                  "gpucheck_fake-1.10-py3-none-any.whl", "gpucheck_fake-1.9-py3-none-any.whl", "notawheel.whl"):
         (tmp_path / name).write_bytes(b"")
-    chosen, notes = gc.wheels_to_install(tmp_path)
+    chosen, notes = setup.wheels_to_install(tmp_path)
     assert [w.name for w in chosen] == ["gpucheck_fake-1.10-py3-none-any.whl"]
     assert any("several wheels" in n for n in notes) and any("notawheel" in n for n in notes)
 
@@ -125,14 +164,14 @@ def test_data_is_decompressed_from_the_packed_copies(tmp_path):
 
     packed = tmp_path / "gpu-pack" / "FashionMNIST" / "raw"
     packed.mkdir(parents=True)
-    tiny = gc.write_tiny_fashion_mnist(tmp_path / "nowhere", tmp_path / "tiny", n_train=8, n_test=4)
-    for name in gc.IDX_FILES:
+    tiny = setup.write_tiny_fashion_mnist(tmp_path / "nowhere", tmp_path / "tiny", n_train=8, n_test=4)
+    for name in setup.IDX_FILES:
         (packed / f"{name}.gz").write_bytes(gzip.compress((tiny / "FashionMNIST" / "raw" / name).read_bytes()))
-    found = gc.ensure_data(tmp_path)
+    found = setup.ensure_data(tmp_path, tmp_path)
     assert found["present"] and len(found["decompressed"]) == 4
     images = (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").read_bytes()
     assert len(images) == 16 + 8 * 28 * 28 and int.from_bytes(images[4:8], "big") == 8
-    assert gc.ensure_data(tmp_path)["decompressed"] == []  # already there: nothing to do
+    assert setup.ensure_data(tmp_path, tmp_path)["decompressed"] == []  # already there: nothing to do
 
 
 # ------------------------------------------------------------------------------------ end to end (CPU)
@@ -152,7 +191,7 @@ def fake_solutions(root: Path) -> Path:
     return root
 
 
-def dry_run(out: Path, *args: str, timeout: int = 400) -> dict:
+def dry_run(out: Path, *args: str, timeout: int = 540) -> dict:
     env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     run = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", *args], env=env, capture_output=True, text=True,
                          timeout=timeout, cwd=ROOT)
@@ -169,42 +208,39 @@ def test_a_step_that_does_not_fit_is_skipped(tmp_path):
                 "--state", str(tmp_path / "none.json"))
     assert s["exit_code"] == 0 and s["setup"]["status"] == "ok"
     assert s["steps"]["pytest"]["status"] == "not_requested"
-    for step in ("augmentation", "ensemble_vmap", "time_to_accuracy", "full"):
+    for step in ("augmentation", "ensemble_vmap", "time_to_accuracy", "notebooks"):
         assert s["steps"][step]["status"] == "skipped" and "does not fit" in s["steps"][step]["reason"]
     state = json.loads((tmp_path / "out" / "gpu-check.state.json").read_text())
-    assert state["next"] is None and state["notebooks"] == {}  # nothing ran: the pointer stays
+    assert state["notebooks"] == {} and state["runs"] == []  # nothing ran
 
 
 @pytest.mark.slow
-def test_dry_runs_cover_every_step_and_rotate(tmp_path):
+def test_the_dry_run_fits_the_default_budget_and_the_rotation_goes_on(tmp_path):
     solutions = fake_solutions(tmp_path / "solutions")
-    # a budget with room to spare, so that a busy machine does not turn a step into a timeout
-    first = dry_run(tmp_path / "out1", "--budget", "300", "--steps", "pytest,bench,full", "--solutions", str(solutions),
-                    "--state", str(tmp_path / "none.json"))
+    first = dry_run(tmp_path / "out1", "--solutions", str(solutions), "--state", str(tmp_path / "none.json"))
+    assert first["budget_s"] == gc.BUDGET == 480 and first["elapsed_s"] < gc.BUDGET
     assert set(first["steps"]) == set(STEPS) and first["dry_run"] is True and first["exit_code"] == 0
     assert {"device_name", "torch", "torchvision", "python", "versions", "cuda_available"} <= set(first["machine"])
     assert {"status", "missing_before", "missing_after", "installed_wheels", "data", "seconds"} <= set(first["setup"])
     for name, step in first["steps"].items():
-        assert step["status"] == "ok", (name, step)
-        assert step["seconds"] >= 0 and step["timeout_s"] > 0
-    assert first["steps"]["pytest"]["result"]["failures"] == 0
-    assert first["steps"]["augmentation"]["result"]["speedup"] > 0
-    assert first["steps"]["ensemble_vmap"]["result"]["rows"][0]["members"] == 2
-    tta = first["steps"]["time_to_accuracy"]["result"]
-    assert tta["fast"]["seconds_per_epoch"] > 0 and tta["conventional"]["seconds_per_epoch"] > 0
-    full = first["steps"]["full"]["result"]
-    [nb] = full["notebooks"]
+        assert step["status"] in ("ok", "failed"), (name, step)  # ran to its end within its limit
+        assert 0 <= step["seconds"] <= step["timeout_s"] + 10
+    assert first["steps"]["pytest"]["status"] == "ok" and first["steps"]["pytest"]["result"]["failures"] == 0
+    assert first["steps"]["augmentation"]["status"] == "ok"
+    assert first["steps"]["augmentation"]["figures"]["speedup"] > 0  # read back from the benchmark's own JSON
+    fast = first["steps"]["time_to_accuracy"]["runs"][0]
+    assert fast["status"] == "ok" and fast["figures"]["fast.seconds_per_epoch"] > 0
+    [nb] = first["steps"]["notebooks"]["result"]["notebooks"]
     assert nb["notebook"] == "01_alpha/01_alpha.ipynb" and nb["status"] == "ok" and nb["executed_cells"] == 2
     assert any("hello from alpha" in o["text"] for o in nb["outputs"])
-    assert full["next_after"] == "02_beta/02_beta.ipynb"
+    assert first["steps"]["notebooks"]["result"]["next_after"] == "02_beta/02_beta.ipynb"
     md = (tmp_path / "out1" / "summary.md").read_text()
-    assert "| benchmark | device | figure |" in md and "01_alpha/01_alpha.ipynb" in md
+    assert "| benchmark | device | figure |" in md and "speedup = " in md and "01_alpha/01_alpha.ipynb" in md
 
-    second = dry_run(tmp_path / "out2", "--budget", "120", "--steps", "full", "--solutions", str(solutions),
-                     "--state", str(tmp_path / "out1" / "gpu-check.state.json"))
-    [nb2] = second["steps"]["full"]["result"]["notebooks"]
-    assert nb2["chapter"] == "02_beta" != nb["chapter"]
-    assert any("profile quick" in o["text"] for o in nb2["outputs"])
+    second = dry_run(tmp_path / "out2", "--budget", "120", "--steps", "notebooks", "--max-notebooks", "5",
+                     "--solutions", str(solutions), "--state", str(tmp_path / "out1" / "gpu-check.state.json"))
+    ran = [r["notebook"] for r in second["steps"]["notebooks"]["result"]["notebooks"]]
+    assert ran == ["02_beta/02_beta.ipynb", "01_alpha/01_alpha.ipynb"]  # least recently run first, then round again
+    assert any("profile quick" in o["text"] for o in second["steps"]["notebooks"]["result"]["notebooks"][0]["outputs"])
     state = json.loads((tmp_path / "out2" / "gpu-check.state.json").read_text())
-    assert state["next"] == "01_alpha/01_alpha.ipynb"  # round again
-    assert set(state["notebooks"]) == {"01_alpha/01_alpha.ipynb", "02_beta/02_beta.ipynb"}
+    assert state["next"] == "02_beta/02_beta.ipynb" and set(state["notebooks"]) == {"01_alpha/01_alpha.ipynb", "02_beta/02_beta.ipynb"}

@@ -16,7 +16,7 @@ from pathlib import Path
 from .proc import tail
 
 FIGURE = re.compile(r"speed.?up|ratio|per_s(ec)?$|images_per|img_per|tflop|time_to|per_epoch|seconds|(^|_)s$|_ms$|"
-                    r"accuracy|acc$|reached|diverged|drift|agree|max_.*diff|kernels|ops|launch|steps?_per", re.I)
+                    r"accuracy|acc$|reached|diverged|drift|agree|max_.*diff|kernels|ops|launch|steps?_per|event|wall", re.I)
 SKIP = {"fast_runs", "conventional_runs", "runs", "history", "histories", "markdown", "recipe", "argv", "per_seed",
         "curves", "trace", "log"}
 LABELS = ("members", "K", "k", "batch_size", "batch", "path", "name", "side", "seed", "dtype", "threads")
