@@ -168,15 +168,24 @@ def draw_epoch(n: int, batch_size: int, padding: int, flip: bool, generator: tor
     return {"order": order, "flip": mask, "offsets": offsets}
 
 
+def smoothed_targets(y: Tensor, num_classes: int, smoothing: float) -> Tensor:
+    """The label-smoothed target distribution ``q = (1 − ε)·onehot(y) + ε/C`` (Szegedy et al. 2016), float32
+    ``(N, C)``: ``F.cross_entropy(logits, q)`` equals ``F.cross_entropy(logits, y, label_smoothing=ε)``."""
+    return F.one_hot(y, num_classes).float() * (1 - smoothing) + smoothing / num_classes
+
+
 def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tensor, *, padding: int = 2,
                   flip: bool = True, generator: torch.Generator, memory_format=torch.contiguous_format,
-                  chunk: int = 8192) -> list[tuple[Tensor, Tensor]]:
+                  chunk: int = 8192, smoothing: float = 0.0, num_classes: int | None = None) -> list[tuple]:
     """One epoch of shuffled, augmented, normalized batches ``(xb, yb)``, cut from one tensor by slicing.
 
     The parameters come from :func:`draw_epoch` (one call each); :func:`augment_batch` is applied to
     ``chunk`` images at a time (bounding the gather indices' memory), so a training step does no
-    augmentation work and no indexing, only two slices. With ``flip=False`` and ``padding=0`` the
-    images are only normalized. Every batch is full (the last partial batch is dropped).
+    augmentation work and no indexing, only slices. With ``flip=False`` and ``padding=0`` the
+    images are only normalized. Every batch is full (the last partial batch is dropped). With
+    ``smoothing`` > 0 each batch is ``(xb, yb, qb)``, ``qb`` the :func:`smoothed_targets` of the epoch
+    computed once, so the step's loss is ``F.cross_entropy(logits, qb)``: half the ops of
+    ``label_smoothing=ε``, which rebuilds the smoothing term at every step.
     """
     d = draw_epoch(len(x), batch_size, padding, flip, generator, x.device)
     order, parts = d["order"], []
@@ -192,6 +201,9 @@ def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tens
         parts.append(images)
     xs = torch.cat(parts).contiguous(memory_format=memory_format) if parts else x[:0]
     ys = y[order]
+    if smoothing:
+        qs = smoothed_targets(ys, num_classes or int(y.max()) + 1, smoothing)
+        return [(xs[i:i + batch_size], ys[i:i + batch_size], qs[i:i + batch_size]) for i in range(0, len(order), batch_size)]
     return [(xs[i:i + batch_size], ys[i:i + batch_size]) for i in range(0, len(order), batch_size)]
 
 
@@ -340,13 +352,18 @@ def _memory_format(device: torch.device, recipe: Recipe):
     return torch.channels_last if device.type == "cuda" and recipe.amp else torch.contiguous_format
 
 
-def forward_loss(model: nn.Module, xb: Tensor, yb: Tensor, smoothing: float, amp: bool) -> tuple[Tensor, Tensor]:
-    """The label-smoothed loss ``F.cross_entropy(f(x), y, label_smoothing=ε)`` (in float32) and the count of
-    correct argmaxes, with ``f`` under bf16 autocast when ``amp``. This is what :func:`compiled_forward_loss`
-    compiles; the backward pass and the optimizer step run outside it."""
+def forward_loss(model: nn.Module, xb: Tensor, yb: Tensor, smoothing: float, amp: bool,
+                 target: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The label-smoothed loss (in float32) and the count of correct argmaxes, with ``f`` under bf16 autocast
+    when ``amp``: ``F.cross_entropy(f(x), q)`` against the precomputed smoothed ``target`` q when given, else
+    ``F.cross_entropy(f(x), y, label_smoothing=ε)`` (the same value). This is what
+    :func:`compiled_forward_loss` compiles; the backward pass and the optimizer step run outside it."""
     with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model(xb)
-    loss = F.cross_entropy(logits.float(), yb, label_smoothing=smoothing)
+    if target is not None:
+        loss = F.cross_entropy(logits.float(), target)
+    else:
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=smoothing)
     return loss, (logits.argmax(1) == yb).sum()
 
 
@@ -365,7 +382,7 @@ def compiled_forward_loss(mode: str = "default"):
 
 def train_epoch(model: nn.Module, batches, optimizer, rates, smoothing: float, amp: bool = False,
                 step_fn=forward_loss, mark_step: bool = False) -> tuple[Tensor, Tensor]:
-    """One pass over ``batches``; returns every step's loss ``(B,)`` and the count of correct predictions,
+    """One pass over ``batches`` (``(xb, yb)`` or ``(xb, yb, smoothed target)``); returns every step's loss ``(B,)`` and the count of correct predictions,
     *as device tensors*.
 
     Step ``t`` sets the rate ``rates[t]`` as a plain number, computes ``step_fn`` (:func:`forward_loss` or
@@ -378,11 +395,11 @@ def train_epoch(model: nn.Module, batches, optimizer, rates, smoothing: float, a
     device = next(model.parameters()).device
     losses = torch.empty(len(batches), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    for i, (xb, yb) in enumerate(batches):
+    for i, (xb, yb, *target) in enumerate(batches):
         train.set_lr(optimizer, rates[i])
         if mark_step:
             torch.compiler.cudagraph_mark_step_begin()
-        loss, right = step_fn(model, xb, yb, smoothing, amp)
+        loss, right = step_fn(model, xb, yb, smoothing, amp, *target)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -483,7 +500,7 @@ def step_function(recipe: Recipe, device: torch.device):
     return compiled_forward_loss(mode), device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
 
 
-def _compile_warmup(net: nn.Module, recipe: Recipe, batch: tuple[Tensor, Tensor], step_fn, mark_step: bool) -> None:
+def _compile_warmup(net: nn.Module, recipe: Recipe, batch: tuple, step_fn, mark_step: bool) -> None:
     """Three training steps of a *copy* of ``net`` through ``step_fn``, so that compiling (and CUDA-graph
     recording) happens here and not in the timed loop. ``net`` itself is never touched: training
     afterwards computes what it would have computed without the warm-up."""
@@ -514,7 +531,10 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
     if recipe.compile:
         started = time.perf_counter()
         x0 = normalize(ds.x_train[:recipe.batch_size], mean, std).contiguous(memory_format=fmt)
-        _compile_warmup(net, recipe, (x0, ds.y_train[:recipe.batch_size]), step_fn, mark_step)
+        y0 = ds.y_train[:recipe.batch_size]
+        smooth = recipe.smoothing if recipe.label_smoothing else 0.0
+        batch = (x0, y0, smoothed_targets(y0, ds.num_classes, smooth)) if smooth else (x0, y0)
+        _compile_warmup(net, recipe, batch, step_fn, mark_step)
         runtime.synchronize(device)
         compile_s = time.perf_counter() - started
     per_epoch = len(ds.x_train) // recipe.batch_size
@@ -525,7 +545,8 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
         batches = epoch_batches(ds.x_train, ds.y_train, recipe.batch_size, mean, std, padding=padding,
-                                flip=recipe.augment, generator=draws, memory_format=fmt)
+                                flip=recipe.augment, generator=draws, memory_format=fmt, smoothing=smoothing,
+                                num_classes=ds.num_classes)
         losses, correct = train_epoch(net, batches, opt, rates[(epoch - 1) * per_epoch:], smoothing, amp,
                                       step_fn, mark_step)
         runtime.synchronize(device)

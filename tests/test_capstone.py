@@ -410,3 +410,17 @@ def test_summary_and_verdicts_follow_the_numbers():
     assert math.isnan(one_seed.loc["bn", "std"])
     noise = C.noise_level(one_seed, n_test=2000)
     assert noise["bn"] == pytest.approx(2 * math.sqrt(2 * 0.8 * 0.2 / 2000))
+
+
+def test_smoothed_targets_give_the_label_smoothing_loss(device):
+    g = torch.Generator().manual_seed(5)
+    logits = (3 * torch.randn(40, 10, generator=g)).to(device)
+    y = torch.randint(0, 10, (40,), generator=g).to(device)
+    q = C.smoothed_targets(y, 10, 0.2)
+    torch.testing.assert_close(q.sum(1), torch.ones(40, device=device))
+    torch.testing.assert_close(F.cross_entropy(logits, q), F.cross_entropy(logits, y, label_smoothing=0.2))
+    x = torch.rand(64, 1, 6, 6).to(device)
+    batches = C.epoch_batches(x, y.repeat(2)[:64], 16, torch.zeros(1, device=device), torch.ones(1, device=device),
+                              generator=torch.Generator(device=device).manual_seed(0), smoothing=0.2, num_classes=10)
+    assert all(len(b) == 3 for b in batches)
+    torch.testing.assert_close(batches[1][2], C.smoothed_targets(batches[1][1], 10, 0.2))
