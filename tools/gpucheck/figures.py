@@ -147,6 +147,19 @@ def _notebook_lines(nbs: dict) -> list[str]:
     return lines
 
 
+def _figure_cell(step: dict) -> str:
+    """A benchmark step's figures for the README table, or, for a run that wrote no JSON, its last lines."""
+    parts = []
+    for run in step.get("runs", []):
+        prefix = f"{run.get('name')}: " if len(step["runs"]) > 1 else ""
+        if run.get("figures"):
+            parts.append(prefix + figures_text(run["figures"], 8))
+        else:
+            parts.append(f"{prefix}{run.get('status')}, {run.get('json') or run.get('reason') or 'no figures'}; last lines: "
+                         + " / ".join((run.get("last_lines") or "").splitlines()[-3:]))
+    return "; ".join(parts)
+
+
 def summary_markdown(s: dict, steps: list[str], titles: dict) -> str:
     """``summary.md``: every step's status, the benchmarks' key figures as README rows, the notebooks."""
     device = (s.get("machine") or {}).get("device_name") or "?"
@@ -157,8 +170,7 @@ def summary_markdown(s: dict, steps: list[str], titles: dict) -> str:
         if st.get("status") != "not_requested":
             lines.append(f"| {name} | {st.get('status')} | {st.get('seconds', '')} | {st.get('timeout_s', '')} | "
                          f"{_cell(st.get('note') or st.get('reason') or '')[:300]} |")
-    rows = [(titles.get(n, n), figures_text(s["steps"][n]["figures"], 8)) for n in steps
-            if (s["steps"].get(n) or {}).get("figures")]
+    rows = [(titles.get(n, n), _figure_cell(s["steps"][n])) for n in steps if "runs" in (s["steps"].get(n) or {})]
     if rows:
         lines += ["", "| benchmark | device | figure |", "|---|---|---|"]
         lines += [f"| {_cell(a)} | {_cell(device)} | {_cell(b)} |" for a, b in rows]
