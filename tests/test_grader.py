@@ -19,17 +19,22 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from adversarial import ASSIGNMENT, BIN, HIDDEN_MARKERS, env, make_course, run, student_notebook, submit
-from adversarial.cases import CASES
-from course_lib.instructor import gradebook, sandbox
+pytest.importorskip("nbgrader", reason="the grader's tests need nbgrader (pip install -e . installs it)")
+
+import nbformat  # noqa: E402
+
+from adversarial import (ASSIGNMENT, BIN, HIDDEN_MARKERS, env, make_course, run, student_notebook,  # noqa: E402
+                         submit)
+from adversarial.cases import CASES  # noqa: E402
+from course_lib.instructor import gradebook, sandbox, verdict  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 EQUALITY = ["correct", "wrong_hidden", "deleted_test", "edited_test", "stderr_noise", "os_exit", "invalid_json"]
@@ -72,14 +77,42 @@ def _wait_for_no_processes(course: Path, seconds: float = 20) -> list[str]:
         time.sleep(0.5)
 
 
+HOST_TEXT, SECRET_TEXT = "a host file no submission may change\n", "ROOT-ONLY-SECRET-5521\n"
+
+
+def _visible_folder(tag: str) -> Path:
+    """A folder a sandboxed kernel can see (outside /tmp, the homes and the course, which it never sees):
+    the targets of the link attacks and an exchange configured there."""
+    base = "/var/lib" if os.access("/var/lib", os.W_OK) else sys.prefix
+    folder = Path(base) / tag
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    (folder / "host.txt").write_text(HOST_TEXT)
+    os.chmod(folder / "host.txt", 0o644)
+    (folder / "secret.txt").write_text(SECRET_TEXT)
+    os.chmod(folder / "secret.txt", 0o600)
+    planted = folder / "exchange" / "dnn-tricks" / "inbound" / f"alice+{ASSIGNMENT}+2031-01-01 10:00:00 UTC"
+    planted.mkdir(parents=True)
+    (planted / "hw.ipynb").write_text("alice's submission")
+    (folder / "jupyter").mkdir()  # a Jupyter config folder: nbgrader reads it before the course's config
+    (folder / "jupyter" / "nbgrader_config.py").write_text(f"c.Exchange.root = {str(folder / 'exchange')!r}\n")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def adversarial(tmp_path_factory):
     """The whole corpus graded in one sandboxed run; returns (course, outcomes, ctx, completed process)."""
     course = make_course(tmp_path_factory.mktemp("adv") / "course")
     home = Path(os.path.expanduser("~"))
     tag = f"course-grade-test-{os.getpid()}"
+    visible = _visible_folder(tag)
+    expected = course / "build" / "grading" / ASSIGNMENT / "trusted" / "expected"
     ctx = {"home_secret": str(home / f".{tag}-secret"), "home_marker": str(home / f".{tag}-pwned"),
-           "tmp_marker": f"/tmp/{tag}-pwned"}
+           "tmp_marker": f"/tmp/{tag}-pwned", "visible": str(visible), "host_file": str(visible / "host.txt"),
+           "root_only": str(visible / "secret.txt"), "exchange": str(visible / "exchange"),
+           "trusted": str(expected / "hw.json"), "trusted_sums": str(expected / verdict.SUMS),
+           "gradebook": str(course / "build" / "gradebook.db")}
     Path(ctx["home_secret"]).write_text("the instructor's secret")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -89,8 +122,8 @@ def adversarial(tmp_path_factory):
         submit(course, case.name, case.build(course, ctx), timestamp="2031-01-01 10:00:00.000000 UTC")
     started = time.perf_counter()
     try:
-        proc = run(["course", "grade", ASSIGNMENT, "--workers", "2", "--memory", "2G", "--processes", "64"], cwd=course, check=False,
-                   timeout=1500)
+        proc = run(["course", "grade", ASSIGNMENT, "--workers", "2", "--memory", "2G", "--processes", "64"], cwd=course,
+                   check=False, timeout=1500, env={"JUPYTER_CONFIG_DIR": str(visible / "jupyter")})
     finally:
         server.close()
         Path(ctx["home_secret"]).unlink(missing_ok=True)
@@ -98,6 +131,7 @@ def adversarial(tmp_path_factory):
     yield course, _journal(course), ctx, proc
     for p in (ctx["home_marker"], ctx["tmp_marker"]):
         Path(p).unlink(missing_ok=True)
+    shutil.rmtree(visible, ignore_errors=True)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -123,9 +157,41 @@ def test_adversarial_run_as_a_whole(adversarial):
     for path in (ctx["tmp_marker"], ctx["home_marker"], course / "PWNED",
                  course / "build" / "submitted" / "correct" / ASSIGNMENT / "PWNED"):
         assert not Path(path).exists(), f"a submission wrote {path}"
-    assert (course / "build" / "autograded" / "write_outside" / ASSIGNMENT / "mine.txt").exists()
+    # the kernel wrote in its own scratch copy (write_outside scored FULL), which is not kept
+    assert not (course / "build" / "autograded" / "write_outside" / ASSIGNMENT / "mine.txt").exists()
     assert not (course / "build" / "autograded" / "huge_file" / ASSIGNMENT / "weights.bin").exists()
     assert not _wait_for_no_processes(course), "processes outlived the run"
+
+
+def test_no_submission_changes_a_file_outside_its_graded_copy(adversarial):
+    """The a_link_* cases left links to a host file, the trusted records, the gradebook and a root-only file
+    where nbgrader writes and chmods: every target is intact, and nbgrader's folders hold no link."""
+    course, outcomes, ctx, proc = adversarial
+    host, secret = Path(ctx["host_file"]), Path(ctx["root_only"])
+    assert host.read_text() == HOST_TEXT and host.stat().st_mode & 0o777 == 0o644
+    assert secret.read_text() == SECRET_TEXT and secret.stat().st_mode & 0o777 == 0o600
+    verdict.check_records(Path(ctx["trusted"]).parent)  # raises if a record changed
+    assert json.loads(Path(ctx["trusted"]).read_text()).keys() == {"test_square", "test_scale", "test_mean"}
+    with sqlite3.connect(ctx["gradebook"]) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert os.stat(ctx["gradebook"]).st_mode & 0o222, "the gradebook was made read-only"
+    grades = gradebook.snapshot(f"sqlite:///{ctx['gradebook']}", ASSIGNMENT)
+    assert grades["correct"]["score"] == 4 and grades["zz_read_root_only"]["score"] == 4, proc.stdout[-3000:]
+    links = [p for p in (course / "build").rglob("*") if p.is_symlink()]
+    assert not links, f"links in the grader's folders: {links[:5]}"
+
+
+def test_a_flood_of_output_costs_its_cell_not_the_graders_memory(adversarial):
+    """1 GB of display output: the submission is graded, its notebook is small, and the grading worker's
+    peak memory stays within 100 MB of the worker that graded the correct submission."""
+    course, outcomes, _, _ = adversarial
+    flood, correct = outcomes["output_flood"], outcomes["correct"]
+    print(f"grader peak memory: flood {flood['peak_mb']} MB, correct {correct['peak_mb']} MB")
+    assert flood["peak_mb"] is not None and correct["peak_mb"] is not None, (flood, correct)
+    assert flood["peak_mb"] < correct["peak_mb"] + 100, (flood["peak_mb"], correct["peak_mb"])
+    graded = course / "build" / "autograded" / "output_flood" / ASSIGNMENT / "hw.ipynb"
+    assert graded.stat().st_size < 15 * 1000 ** 2
+    assert "OutputLimitExceeded" in graded.read_text(encoding="utf-8")
 
 
 def test_feedback_shows_results_not_hidden_code(adversarial):

@@ -1,14 +1,14 @@
 """One submission, graded in a worker process by nbgrader's own ``AutogradeApp``.
 
-nbgrader's pipeline with four changes: :class:`~.preprocessors.RestoreCellMetadata` before
-``OverwriteCells``, :class:`~.preprocessors.SkipExperiments` before execution, the kernel started by
-:class:`~.sandbox.SandboxProvisioner` through :class:`~.execute.GuardedExecute`, and
-:class:`~.preprocessors.Verdict` after execution.
+nbgrader's pipeline with five changes: :class:`~.preprocessors.CopiedCells` before ``DeduplicateIds``,
+:class:`~.preprocessors.RestoreCellMetadata` before ``OverwriteCells``, :class:`~.preprocessors.SkipExperiments`
+before execution, the kernel started by :class:`~.sandbox.SandboxProvisioner` (in a scratch copy of its
+folder, so nbgrader's own folder is never one the kernel had) through :class:`~.execute.GuardedExecute`
+(outputs bounded), and :class:`~.preprocessors.Verdict` after execution.
 """
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -26,7 +26,7 @@ from course_lib.grading.report import ENV as REPORT_ENV
 from . import sandbox, verdict
 from .execute import GuardedExecute
 from .gradebook import load_course
-from .preprocessors import RestoreCellMetadata, SkipExperiments, Verdict
+from .preprocessors import CopiedCells, RestoreCellMetadata, SkipExperiments, Verdict
 
 
 @dataclass
@@ -67,8 +67,9 @@ def config(job: Job):
     course = load_course(Path(job.root))
     source_dir = str(Path(job.root, course.source, job.assignment))
     cfg = Config()
-    cfg.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreCellMetadata,
-                                            OverwriteCells, CheckCellMetadata]
+    cfg.Autograde.sanitize_preprocessors = [ClearOutput, CopiedCells, DeduplicateIds, OverwriteKernelspec,
+                                            RestoreCellMetadata, OverwriteCells, CheckCellMetadata]
+    cfg.CopiedCells.update(source_dir=source_dir, findings_file=job.findings)
     cfg.Autograde.autograde_preprocessors = (
         [SkipExperiments, GuardedExecute] + ([] if job.record else [Verdict])
         + [IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata])
@@ -81,15 +82,36 @@ def config(job: Job):
     cfg.SandboxProvisioner.update(memory=lim.memory, processes=lim.processes, cpu_seconds=lim.cpu_seconds,
                                   run_uid=sandbox.SANDBOX_UID + job.slot,
                                   hide=[job.root, os.path.expanduser("~"), course.exchange_root,
-                                        str(course.db_path.parent)])
+                                        course.exchange_cache, str(course.db_path.parent)])
     return cfg
 
 
-def autograde_one(job: Job) -> tuple[int, float]:
-    """Run nbgrader's ``AutogradeApp`` on one submission; returns (exit status, seconds)."""
+def _reset_peak_memory() -> None:
+    """Start measuring this process's peak resident memory afresh (Linux: ``/proc/self/clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory (``VmHWM``) since :func:`_reset_peak_memory`, in MB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return round(kb / 1024, 1)
+
+
+def autograde_one(job: Job) -> tuple[int, float, float | None]:
+    """Run nbgrader's ``AutogradeApp`` on one submission; returns (exit status, seconds, the worker's peak
+    memory in MB while it graded this submission)."""
     from nbgrader.apps.autogradeapp import AutogradeApp
 
     started = time.perf_counter()
+    _reset_peak_memory()
     os.chdir(job.root)
     os.environ[REPORT_ENV] = "1"  # the kernel's checks report their values (course_lib.grading.report)
     if job.sandbox:
@@ -128,12 +150,13 @@ def autograde_one(job: Job) -> tuple[int, float]:
         except Exception:  # noqa: BLE001
             pass
         AutogradeApp.clear_instance()
-        sys.stdout.flush()
+        peak = peak_memory_mb()
+        print(f"[course grade | INFO] the grader's peak memory for this submission: {peak} MB", flush=True)
         sys.stderr.flush()
-    return code, time.perf_counter() - started
+    return code, time.perf_counter() - started, peak
 
 
-def record_trusted(job: Job) -> tuple[int, float]:
+def record_trusted(job: Job) -> tuple[int, float, float | None]:
     """The trusted run: grade the instructor's notebooks, keep each graded cell's check reports.
 
     Writes ``<expected_dir>/<notebook>.json`` (grade_id -> checks). Fails (exit status 1, the reason in
@@ -141,11 +164,11 @@ def record_trusted(job: Job) -> tuple[int, float]:
     """
     import nbformat
 
-    code, seconds = autograde_one(job)
+    code, seconds, peak = autograde_one(job)
     if code != 0:
-        return code, seconds
+        return code, seconds, peak
     folder = Path(job.autograded, job.student, job.assignment)
-    problems = []
+    problems, records = [], {}
     for path in sorted(folder.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         checks = {}
@@ -156,10 +179,11 @@ def record_trusted(job: Job) -> tuple[int, float]:
                 errors = [o for o in cell.outputs if o.output_type == "error"]
                 if errors:
                     problems.append(f"{path.stem}/{meta['grade_id']}: {errors[0].ename}: {errors[0].evalue}"[:300])
-        Path(job.expected_dir, f"{path.stem}.json").write_text(json.dumps(checks), encoding="utf-8")
+        records[path.stem] = checks
+    verdict.write_records(Path(job.expected_dir), records)
     if problems:
         with open(job.log, "a", encoding="utf-8") as f:
             f.write("[course grade | ERROR] the instructor's solution fails its own tests, so its values "
                     "cannot be trusted: " + "; ".join(problems) + "\n")
-        return 1, seconds
-    return 0, seconds
+        return 1, seconds, peak
+    return 0, seconds, peak

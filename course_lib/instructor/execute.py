@@ -9,17 +9,26 @@
   within ``interrupt_grace`` seconds (it ignores interrupts), the kernel is restarted and the earlier
   cells are run again, silently, to rebuild its state. The hung cell keeps its timeout error; the later
   cells are graded. A cell that hangs again during that replay ends the submission with an error.
+- Outputs are bounded in the grader, as they arrive: a cell keeps at most ``max_cell_output`` bytes of
+  output and a notebook ``max_notebook_output``; past either, the rest of the cell's output is dropped and
+  the cell gets an ``OutputLimitExceeded`` error (a graded cell scores 0). No single message over
+  ``BoundedKernelClient.max_message`` bytes is even received (``ZMQ_MAXMSGSIZE``). A flood costs its cell,
+  never the grader's memory.
 """
 from __future__ import annotations
 
 import hashlib
 import time
 
+import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
+
+MB = 1000 ** 2
 
 GUARD_SOURCE = """
 def __course_guard(seed):
@@ -54,6 +63,39 @@ def cell_seed(grade_id: str) -> int:
     return int.from_bytes(hashlib.sha256(grade_id.encode()).digest()[:4], "little")
 
 
+def payload_bytes(obj) -> int:
+    """Bytes of text in a decoded kernel message (strings, bytes, keys), counted without serialising it."""
+    total, todo = 0, [obj]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, (str, bytes, bytearray, memoryview)):
+            total += len(x)
+        elif isinstance(x, dict):
+            todo.extend(x.keys())
+            todo.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            todo.extend(x)
+        else:
+            total += 8
+    return total
+
+
+class BoundedKernelClient(AsyncKernelClient):
+    """jupyter_client's client whose sockets refuse any message over ``max_message`` bytes (``ZMQ_MAXMSGSIZE``:
+    zmq drops the connection instead of allocating, then reconnects) and queue at most ``max_queued``
+    unread messages (``ZMQ_RCVHWM``; the rest wait in the kernel's own memory), so no output, however
+    large or fast, can take the grader's memory."""
+
+    max_message = Integer(16 * MB, help="the largest kernel message the grader receives, bytes").tag(config=True)
+    max_queued = Integer(4, help="kernel messages queued unread in the grader").tag(config=True)
+
+    def _context_default(self) -> zmq.asyncio.Context:
+        ctx = super()._context_default()
+        ctx.setsockopt(zmq.MAXMSGSIZE, self.max_message)
+        ctx.setsockopt(zmq.RCVHWM, self.max_queued)
+        return ctx
+
+
 class KernelStuck(RuntimeError):
     """The kernel could not be brought back after a hung cell."""
 
@@ -63,16 +105,58 @@ class GuardedExecute(Execute):
 
     interrupt_grace = Integer(10, help="seconds a kernel gets to answer after an interrupt before it is "
                                        "restarted").tag(config=True)
+    max_cell_output = Integer(10 * MB, help="bytes of output one cell keeps; past it the rest is dropped and "
+                                            "the cell fails").tag(config=True)
+    max_notebook_output = Integer(50 * MB, help="bytes of output a notebook keeps; past it every later cell's "
+                                                "output is dropped and the cell fails").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._hung: set[int] = set()
         self._stuck = False
+        self._kept = self._cell_bytes = self._dropped = 0
         return super().preprocess(nb, resources, km)
+
+    def create_kernel_manager(self):
+        """nbclient's kernel manager, whose clients refuse oversized messages (:class:`BoundedKernelClient`)."""
+        km = super().create_kernel_manager()
+        km.client_factory = BoundedKernelClient
+        return km
+
+    def process_message(self, msg, cell, cell_index):
+        """nbclient's handling of one kernel message, after counting its bytes against the cell's and the
+        notebook's limits; a message past them is dropped (and counted, for the cell's error)."""
+        kind = msg.get("msg_type")
+        if kind == "clear_output":
+            self._cell_bytes = 0
+        elif kind not in ("status", "execute_input"):
+            size = payload_bytes(msg.get("content")) + sum(len(b) for b in msg.get("buffers") or [])
+            if (self._cell_bytes + size > self.max_cell_output
+                    or self._kept + self._cell_bytes + size > self.max_notebook_output):
+                self._dropped += size
+                return None
+            self._cell_bytes += size
+        return super().process_message(msg, cell, cell_index)
+
+    def _flood_error(self) -> NotebookNode:
+        text = (f"this cell's output passed the grader's limit ({self.max_cell_output / MB:g} MB a cell, "
+                f"{self.max_notebook_output / MB:g} MB a notebook): {self._dropped / MB:.1f} MB were dropped")
+        return NotebookNode(output_type="error", ename="OutputLimitExceeded", evalue=text,
+                            traceback=[f"OutputLimitExceeded: {text}"])
 
     def preprocess_cell(self, cell, resources, index):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade"):
             run_sync(self._guard)(cell_seed(str(meta.get("grade_id", index))))
+        self._cell_bytes = self._dropped = 0
+        try:
+            return self._execute_cell(cell, resources, index)
+        finally:
+            if self._dropped:
+                cell.outputs.append(self._flood_error())
+            self._kept += self._cell_bytes
+
+    def _execute_cell(self, cell, resources, index):
+        """nbgrader's execution of one cell, with the recovery from a kernel that ignores the interrupt."""
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except CellTimeoutError as err:  # the wait for the stuck kernel's output; the reply already failed

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from . import policy
+from . import policy, verdict
 from .autograde import Job, autograde_one, die_with_parent, record_trusted
 from .gradebook import Course, Journal, copy_db, load_course, merge
 from .sandbox import Limits
@@ -52,6 +52,7 @@ class Outcome:
     cells: dict = field(default_factory=dict)
     message: str = ""
     notes: list = field(default_factory=list)
+    peak_mb: float | None = None  # the grading worker's peak resident memory while it graded this submission
 
 
 def _fingerprint(folder: Path, options: dict) -> str:
@@ -183,6 +184,7 @@ def _trusted(course: Course, assignment: str, state: Path, options: dict) -> Tru
     folder = state / "trusted"
     cached = Trusted(folder / "expected")
     if cached.stamp.exists() and cached.stamp.read_text() == h.hexdigest():
+        check_trusted(cached)
         return cached
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "expected").mkdir(parents=True)
@@ -198,6 +200,14 @@ def _trusted(course: Course, assignment: str, state: Path, options: dict) -> Tru
     return Trusted(folder / "expected", job, h.hexdigest())
 
 
+def check_trusted(trusted: Trusted) -> None:
+    """Stop the run if a trusted record no longer matches its checksum (never grade against it)."""
+    try:
+        verdict.check_records(trusted.expected)
+    except verdict.TrustedRecordChanged as err:
+        raise SystemExit(f"course grade: {err}") from None
+
+
 def _trusted_done(trusted: Trusted, code: int, seconds: float, echo) -> None:
     """Mark the trusted run complete (the submissions beside it may now compare), or stop the run."""
     if code != 0:
@@ -205,6 +215,7 @@ def _trusted_done(trusted: Trusted, code: int, seconds: float, echo) -> None:
         log = Path(trusted.job.log).read_text(encoding="utf-8", errors="replace").splitlines()
         reason = next((ln for ln in reversed(log) if "[course grade | ERROR]" in ln), "see " + trusted.job.log)
         raise SystemExit(f"course grade: the trusted run of {trusted.job.assignment} failed: {reason}")
+    check_trusted(trusted)
     trusted.stamp.write_text(trusted.fingerprint)
     echo(f"  trusted values recorded in {seconds:.1f} s")
 
@@ -243,6 +254,8 @@ def grade(root: Path, assignment: str, *, workers: int | None = None, timeout: i
     if students:
         subs = [p for p in subs if p.parent.name in set(students)]
     state = course.db_path.parent / "grading" / assignment
+    state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o700)  # the grader's own state: no other user (a sandbox uid included) may even look
     journal = Journal(state / "journal.jsonl")
     policies = sorted(Path(course.root, "policies", assignment).glob("*.yml"))
     options = {"sandbox": sandbox, "timeout": timeout, "limits": asdict(limits), "notebooks": notebooks,
@@ -343,7 +356,7 @@ def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes,
                 student = pending.pop(fut)
                 if fut is trusted_run:
                     try:
-                        code, seconds = fut.result()
+                        code, seconds, _ = fut.result()
                     except BrokenProcessPool:  # a submission's worker died and took the pool along: once more
                         if tries >= 2:
                             code, seconds = 1, 0.0
@@ -367,16 +380,19 @@ def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes,
                 job, fp, staged = jobs[student]
                 slots.append(job.slot)
                 try:
-                    code, seconds = fut.result()
+                    code, seconds, peak = fut.result()
                 except Exception as exc:  # noqa: BLE001 - a broken worker costs one submission
-                    code, seconds = 1, 0.0
+                    code, seconds, peak = 1, 0.0, None
                     with open(job.log, "a", encoding="utf-8") as f:
                         f.write(f"[course grade | ERROR] worker failed: {exc!r}\n")
+                if not trusted.job or trusted.stamp.exists():  # before its grade is merged
+                    _stop_if_trusted_changed(trusted, pending, jobs, journal, student)
                 try:
                     outcome = _finish(course, assignment, job, code, seconds, staged, notebooks, notes[student])
                 except Exception as exc:  # noqa: BLE001 - one submission's error never stops the run
                     outcome = Outcome(student, "error", round(seconds, 1), message=f"could not record the grade: "
                                       f"{type(exc).__name__}: {str(exc)[:200]}", notes=list(notes[student]))
+                outcome.peak_mb = peak
                 journal.record({"student": student, "fingerprint": fp, "status": outcome.status,
                                 "outcome": asdict(outcome)})
                 outcomes.append(outcome)
@@ -387,6 +403,18 @@ def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes,
                     submit_next()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_if_trusted_changed(trusted: Trusted, pending: dict, jobs: dict, journal: Journal, student: str) -> None:
+    """After each submission: if a trusted record changed, cancel what runs and stop (no grade is kept from
+    a run whose expected values cannot be trusted; the submissions are graded again next time)."""
+    try:
+        verdict.check_records(trusted.expected)
+    except verdict.TrustedRecordChanged as err:
+        for other in [student, *pending.values()]:
+            if other in jobs:
+                journal.record({"student": other, "fingerprint": jobs[other][1], "status": "cancelled"})
+        raise SystemExit(f"course grade: {err}") from None
 
 
 def _finish(course: Course, assignment: str, job: Job, code: int, seconds: float, staged: Path,

@@ -28,29 +28,46 @@ class Course:
     autograded: str
     source: str
     max_file_size_kb: int
-    exchange_root: str
+    exchange_root: str  # nbgrader's exchange, as nbgrader's own commands see it here
+    exchange_cache: str  # nbgrader's cache of submitted assignments
 
     def path(self, folder: str, student: str, assignment: str) -> Path:
         return Path(os.path.join(self.root, folder, student, assignment))
 
 
+def nbgrader_config(root: Path):
+    """The configuration an nbgrader command run in ``root`` sees: every Jupyter config folder's
+    ``nbgrader_config.py`` (``jupyter --paths``), then the one in ``root``, merged by nbgrader's own loader."""
+    from nbgrader.apps.baseapp import NbGrader
+
+    cwd = os.getcwd()
+    os.chdir(root)  # nbgrader reads the current folder's nbgrader_config.py last
+    try:
+        app = NbGrader()
+        app.load_config_file()
+        return app.config
+    finally:
+        os.chdir(cwd)
+
+
 def load_course(root: Path) -> Course:
-    """Read ``nbgrader_config.py`` of ``root`` the way nbgrader does (for paths and the gradebook)."""
+    """Read the course's configuration the way nbgrader does (paths, the gradebook, the exchange)."""
     from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
+    from nbgrader.exchange.default.exchange import Exchange
 
     root = Path(root).resolve()
     if not (root / "nbgrader_config.py").exists():
         raise SystemExit(f"no nbgrader_config.py in {root}: run this in the course root or pass --root")
-    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    cfg = nbgrader_config(root)
     cfg.CourseDirectory.root = str(root)
     cd = CourseDirectory(config=cfg)
     db_url = cd.db_url
     if not db_url.startswith("sqlite:///"):
         raise SystemExit(f"course grade needs an SQLite gradebook, not {db_url}")
-    exchange = cfg.Exchange.root if "root" in cfg.Exchange else "/srv/nbgrader/exchange"
+    exchange = Exchange(config=cfg)
     return Course(root, cfg, db_url, Path(db_url[len("sqlite:///"):]), cd.submitted_directory,
-                  cd.autograded_directory, cd.source_directory, cd.max_file_size, str(exchange))
+                  cd.autograded_directory, cd.source_directory, cd.max_file_size, str(exchange.root),
+                  str(exchange.cache))
 
 
 def snapshot(db_url: str, assignment: str) -> dict:

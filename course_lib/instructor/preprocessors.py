@@ -1,5 +1,7 @@
 """The nbgrader preprocessors that ``course grade`` and ``course feedback`` add to nbgrader's pipelines.
 
+- :class:`CopiedCells` (autograde, before ``DeduplicateIds``): a copied or pasted nbgrader cell is
+  ignored, and the original graded (nbgrader would fail the whole submission, or grade the copy);
 - :class:`RestoreCellMetadata` (autograde, before ``OverwriteCells``): the source's nbgrader metadata back
   on cells a student edited;
 - :class:`SkipExperiments` (autograde, before ``Execute``): cells tagged ``experiment`` in the source do
@@ -25,6 +27,62 @@ from traitlets import Float, Unicode
 from . import policy, verdict
 
 HIDDEN_BEGIN, HIDDEN_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
+
+
+def note_findings(path: str, notebook: str, findings: list[dict]) -> None:
+    """Append findings (``kind``, ``message``, ...) of one notebook to the submission's findings file."""
+    if path and findings:
+        with open(path, "a", encoding="utf-8") as f:
+            for item in findings:
+                f.write(json.dumps({"notebook": notebook, **item}) + "\n")
+
+
+def _grade_id(cell) -> str | None:
+    return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+
+
+def _disorder(ids: list, at: int, rank: dict) -> int:
+    """How many cells with a known grade_id stand on the wrong side of position ``at`` (source order)."""
+    r = rank[ids[at]]
+    return (sum(1 for g in ids[:at] if g in rank and g != ids[at] and rank[g] > r)
+            + sum(1 for g in ids[at + 1:] if g in rank and g != ids[at] and rank[g] < r))
+
+
+class CopiedCells(NbGraderPreprocessor):
+    """A cell copied or pasted in JupyterLab keeps its nbgrader metadata, ``grade_id`` included. nbgrader then
+    grades the last copy, or fails the whole submission (``KeyError: 'grade_id'`` in ``OverwriteCells``).
+
+    Here, of the cells that share a ``grade_id``, the original is the one in the source notebook's order
+    (the fewest cells on the wrong side of it; the first of equals). A copy of an instructor's cell (a test
+    or read-only cell) is removed: nbgrader restores the original's source anyway. A copy of a solution cell
+    is the student's code: it stays, as an ordinary cell. Each copy is noted in ``findings_file``.
+    """
+
+    source_dir = Unicode("", help="the assignment's folder of source notebooks").tag(config=True)
+    findings_file = Unicode("", help="where to note the copies (JSON lines); empty: nowhere").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        source = _source_notebook(self.source_dir, resources)
+        rank = {g: i for i, g in enumerate(_grade_id(c) for c in source.cells) if g}
+        solution = {_grade_id(c) for c in source.cells if (c.metadata.get("nbgrader") or {}).get("solution")}
+        ids = [_grade_id(c) for c in nb.cells]
+        copies, notes = set(), []
+        for gid in {g for g in ids if g in rank and ids.count(g) > 1}:
+            where = [i for i, g in enumerate(ids) if g == gid]
+            keep = min(where, key=lambda i: (_disorder(ids, i, rank), i))
+            for i in where:
+                if i != keep:
+                    copies.add(i)
+                    what = "kept as an ordinary cell" if gid in solution else "removed"
+                    notes.append({"kind": "copied", "message": f"cell {i} is a copy of {gid} (cell {keep}): the "
+                                  f"original is graded, the copy is ignored ({what})"})
+        for i in sorted(copies, reverse=True):
+            if ids[i] in solution:
+                del nb.cells[i].metadata["nbgrader"]
+            else:
+                del nb.cells[i]
+        note_findings(self.findings_file, resources["nbgrader"]["notebook"], sorted(notes, key=str))
+        return nb, resources
 
 
 class RestoreCellMetadata(NbGraderPreprocessor):
@@ -53,6 +111,8 @@ class RestoreCellMetadata(NbGraderPreprocessor):
 
     def preprocess_cell(self, cell, resources, index):
         meta = cell.metadata.get("nbgrader")
+        if meta is not None and "grade_id" not in meta:  # e.g. a copy that nbgrader's DeduplicateIds emptied
+            del cell.metadata["nbgrader"]
         if not meta or "grade_id" not in meta:
             return cell, resources
         gid = meta["grade_id"]
@@ -199,24 +259,20 @@ class Verdict(NbGraderPreprocessor):
         findings = policy.check(nb, source, exercises)
         zero = policy.verdicts(findings, source, exercises)
         self._wait_for_trusted()
-        path = Path(self.expected_dir, f"{name}.json")
-        if not path.exists():
-            raise RuntimeError(f"the trusted run recorded nothing for the notebook {name}: no verdict")
-        expected = json.loads(path.read_text(encoding="utf-8"))
+        expected = verdict.read_record(Path(self.expected_dir), name)
         self_checks = {t: ex.self_checks for ex in exercises.values() for t in ex.tests}
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("grade"):
                 continue
             gid = meta.get("grade_id")
+            if gid not in expected:
+                raise RuntimeError(f"the trusted record of {name} has no entry for the graded cell {gid}: no verdict")
             got = verdict.reports(cell)
             verdict.strip_reports(cell)
             reason = zero.get(gid) or verdict.compare(expected.get(gid), got, self_checks.get(gid, ()))
             if reason and not any(o.output_type == "error" for o in cell.outputs):
                 cell.outputs.append(NotebookNode(output_type="error", ename="GradingError", evalue=reason,
                                                  traceback=[f"GradingError: {reason}"]))
-        if self.findings_file:
-            with open(self.findings_file, "a", encoding="utf-8") as f:
-                for item in findings:
-                    f.write(json.dumps({"notebook": name, **asdict(item), "message": item.message()}) + "\n")
+        note_findings(self.findings_file, name, [{**asdict(item), "message": item.message()} for item in findings])
         return nb, resources

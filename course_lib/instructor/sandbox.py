@@ -7,14 +7,19 @@ The kernel of one submission sees:
   instructor's ``$HOME``, the course root (which holds ``solutions/``, the gradebook and every
   submission) and the exchange directory; of these only the Python environment, ``course_lib`` and the
   data folder are mounted back, read-only;
-- its own working copy (nbgrader's ``autograded/<student>/<assignment>/``), the one writable place,
-  and a private run folder that holds the kernel's Unix sockets (jupyter's ``ipc`` transport, which
-  needs no network);
+- its own scratch copy of the folder it was asked to run in (:func:`scratch_copy`: a fresh folder
+  that no grader path leads to), the one writable place, and a private run folder that holds the
+  kernel's Unix sockets (jupyter's ``ipc`` transport, which needs no network);
 - no network (``--unshare-net``), its own PID, IPC and UTS namespaces, and death with its parent;
 - resource limits set inside the sandbox: data segment (``RLIMIT_DATA``: heap and anonymous
   mappings, so a memory bomb gets ``MemoryError`` while CUDA's large ``PROT_NONE`` reservations still
   work), processes (``RLIMIT_NPROC``), CPU seconds (``RLIMIT_CPU``), file size (``RLIMIT_FSIZE``) and
   no core files.
+
+Whatever the kernel leaves behind in its scratch copy (symbolic links, hard links, odd modes) is never
+opened, written or chmodded by the grader: nbgrader writes the graded notebook into its own folder,
+which no kernel ever had, and the scratch copy is only removed (:func:`remove_scratch`: as the kernel's
+uid, then with ``shutil.rmtree``, which never follows a link).
 
 ``RLIMIT_NPROC`` does not apply to root, so when the grader runs as root the kernel runs as an
 unprivileged uid (``setpriv``), one uid per worker (``SANDBOX_UID + slot``), so that the limit counts one
@@ -177,6 +182,7 @@ def _seed_matplotlib_cache(dest: str) -> None:
 
 LAUNCHED: list = []  # the bwrap processes this process started (see reap())
 RUNDIRS: list = []  # their run folders (sockets, connection file)
+SCRATCH: list = []  # their working folders (scratch copies)
 
 
 def reap() -> int:
@@ -197,6 +203,8 @@ def reap() -> int:
             pass
     while RUNDIRS:
         shutil.rmtree(RUNDIRS.pop(), ignore_errors=True)
+    while SCRATCH:
+        remove_scratch(SCRATCH.pop(), None)
     return killed
 
 
@@ -205,6 +213,37 @@ def _chown_tree(path: str, uid: int) -> None:
         os.chown(d, uid, uid)
         for f in files:
             os.chown(os.path.join(d, f), uid, uid, follow_symlinks=False)
+
+
+def scratch_copy(src: str, uid: int | None) -> str:
+    """A fresh folder holding a copy of ``src`` (folders and regular files; links are left out), owned by
+    ``uid`` when given: the kernel's working folder. Nothing the grader reads or writes is in it."""
+    dest = tempfile.mkdtemp(prefix="cg-w-")
+    SCRATCH.append(dest)
+    for d, dirs, files in os.walk(src):
+        rel = os.path.relpath(d, src)
+        for name in dirs:
+            if not os.path.islink(os.path.join(d, name)):
+                os.makedirs(os.path.join(dest, rel, name), exist_ok=True)
+        for name in files:
+            path = os.path.join(d, name)
+            if not os.path.islink(path) and os.path.isfile(path):
+                shutil.copy2(path, os.path.join(dest, rel, name), follow_symlinks=False)
+    if uid is not None:
+        _chown_tree(dest, uid)  # a fresh folder no kernel has seen yet
+    return dest
+
+
+def remove_scratch(path: str, uid: int | None) -> None:
+    """Delete a kernel's scratch folder: first as the kernel's own ``uid`` (``rm -rf``, which never follows a
+    link; as that uid it can remove only what the kernel could write anyway), then what is left as this
+    process, with ``shutil.rmtree``, which refuses to follow links (``avoids_symlink_attacks``)."""
+    if uid is not None and os.path.isdir(path):
+        subprocess.run([shutil.which("rm") or "/bin/rm", "-rf", "--one-file-system", "--", path], user=uid,
+                       group=uid, extra_groups=[], cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=600, check=False)
+    assert shutil.rmtree.avoids_symlink_attacks, "this platform's shutil.rmtree could follow links"
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class SandboxProvisioner(LocalProvisioner):
@@ -225,6 +264,8 @@ class SandboxProvisioner(LocalProvisioner):
     run_uid = Integer(SANDBOX_UID, help="uid to run the kernel as when the grader is root").tag(config=True)
 
     rundir: str | None = None
+    workdir: str | None = None  # the scratch copy, made at the first launch and kept across restarts
+    uid: int | None = None
 
     async def pre_launch(self, **kwargs):
         km = self.parent
@@ -236,18 +277,18 @@ class SandboxProvisioner(LocalProvisioner):
         self.kernel_spec.interrupt_mode = "message"
         env = kwargs.pop("env", None) or dict(os.environ)
         kwargs = await super().pre_launch(**kwargs)
-        workdir = os.path.realpath(kwargs.get("cwd") or os.getcwd())
+        self.uid = self.run_uid if os.geteuid() == 0 else None
+        if self.workdir is None:  # a restart keeps the scratch copy (and never walks what the kernel wrote)
+            self.workdir = os.path.realpath(scratch_copy(os.path.realpath(kwargs.get("cwd") or os.getcwd()), self.uid))
         _seed_matplotlib_cache(os.path.join(self.rundir, "mpl"))
-        uid = None
-        if os.geteuid() == 0:
-            uid = self.run_uid
-            _chown_tree(workdir, uid)
-            _chown_tree(self.rundir, uid)
+        if self.uid is not None:
+            _chown_tree(self.rundir, self.uid)
             os.chmod(self.rundir, 0o755)
-        policy = Policy(workdir=workdir, rundir=self.rundir, hide=tuple(self.hide),
+        policy = Policy(workdir=self.workdir, rundir=self.rundir, hide=tuple(self.hide),
                         allow=tuple(default_allow() + list(self.allow)),
-                        limits=Limits(self.memory, self.processes, self.cpu_seconds, self.file_size), uid=uid)
+                        limits=Limits(self.memory, self.processes, self.cpu_seconds, self.file_size), uid=self.uid)
         kwargs["cmd"] = bwrap_argv(kwargs["cmd"], policy, env)
+        kwargs["cwd"] = self.workdir
         kwargs["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         self.log.debug("sandboxed kernel: %s", kwargs["cmd"])
         return kwargs
@@ -261,6 +302,11 @@ class SandboxProvisioner(LocalProvisioner):
         await super().cleanup(restart=restart)
         if self.rundir and not restart:
             shutil.rmtree(self.rundir, ignore_errors=True)
+        if self.workdir and not restart:
+            if self.workdir in SCRATCH:
+                SCRATCH.remove(self.workdir)
+            remove_scratch(self.workdir, self.uid)
+            self.workdir = None
 
 
 def use_sandbox() -> None:

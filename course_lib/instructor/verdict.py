@@ -14,10 +14,19 @@ assignment. :func:`compare` then decides, in the grader's process:
 - an ``assert_raises`` check must have raised.
 
 A graded cell whose trusted run reported no check keeps nbgrader's in-kernel verdict only.
+
+The records (:func:`write_records`, one ``<notebook>.json`` each) carry their SHA-256 in
+``SHA256SUMS.json`` beside them, and every read (:func:`read_record`, :func:`check_records`) compares it:
+a record that changed after the trusted run wrote it raises :class:`TrustedRecordChanged`, which stops the
+run; it never falls back to the kernel's own verdict.
 """
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -99,3 +108,72 @@ def compare(trusted: list[dict] | None, got: list[dict], self_checks=()) -> str 
         elif g.get("raised") is not True or t.get("raised") is not True:
             return f"{t['name']}: the expected exception was not raised"
     return None
+
+
+SUMS = "SHA256SUMS.json"
+
+
+class TrustedRecordChanged(RuntimeError):
+    """A trusted record that does not match the checksum written with it (or is missing)."""
+
+
+def _read_nofollow(path: Path) -> bytes:
+    """A file's bytes, refusing a symbolic link in its last component."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def write_records(folder: Path, records: dict[str, dict]) -> None:
+    """Write each notebook's trusted checks (``<notebook>.json``, read-only) and their checksums."""
+    folder = Path(folder)
+    sums = {}
+    for name, checks in sorted(records.items()):
+        data = json.dumps(checks).encode()
+        path = folder / f"{name}.json"
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        sums[path.name] = hashlib.sha256(data).hexdigest()
+    (folder / SUMS).unlink(missing_ok=True)
+    fd = os.open(folder / SUMS, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(sums, f)
+
+
+def _changed(path: Path, why: str) -> TrustedRecordChanged:
+    return TrustedRecordChanged(
+        f"the trusted record {path} {why}: it changed after the trusted run wrote it, so no verdict can rely on "
+        f"it. Find out what changed it, then delete {path.parent.parent} and grade again (the trusted run is redone)")
+
+
+def _sums(folder: Path) -> dict:
+    try:
+        sums = json.loads(_read_nofollow(Path(folder) / SUMS))
+    except (OSError, ValueError) as err:
+        raise _changed(Path(folder) / SUMS, f"cannot be read ({err})") from None
+    if not isinstance(sums, dict):
+        raise _changed(Path(folder) / SUMS, "is not a mapping of checksums")
+    return sums
+
+
+def read_record(folder: Path, notebook: str) -> dict:
+    """The trusted checks of one notebook (grade_id -> checks), after checking the record's checksum."""
+    path = Path(folder) / f"{notebook}.json"
+    want = _sums(folder).get(path.name)
+    if want is None:
+        raise RuntimeError(f"the trusted run recorded nothing for the notebook {notebook}: no verdict")
+    try:
+        data = _read_nofollow(path)
+    except OSError as err:
+        raise _changed(path, f"cannot be read ({err})") from None
+    if hashlib.sha256(data).hexdigest() != want:
+        raise _changed(path, "does not match its SHA-256")
+    return json.loads(data)
+
+
+def check_records(folder: Path) -> None:
+    """Raise :class:`TrustedRecordChanged` unless every trusted record matches its checksum."""
+    for name in _sums(folder):
+        read_record(folder, Path(name).stem)

@@ -13,6 +13,7 @@ give exactly the grades of nbgrader's own sequential ``nbgrader autograde``.
 """
 from __future__ import annotations
 
+import copy as copy_module
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -129,6 +130,73 @@ def _deep(course, ctx, depth=100_000):
                 '"nbformat_minor": 5}'}
 
 
+def _link(targets: list[str]) -> Callable:
+    """square's cell replaces the kernel's copy of the notebook (and leaves more links) by links to
+    ``ctx[key]`` for each key: what the grader writes or chmods after the kernel would go there."""
+    def build(course, ctx):
+        links = [("hw.ipynb", ctx[targets[0]])] + [(f"left_{i}.txt", ctx[k]) for i, k in enumerate(targets)]
+        code = ("import os\n"
+                f"for name, target in {links!r}:\n"
+                "    if os.path.lexists(name):\n        os.remove(name)\n"
+                "    os.symlink(target, name)\n"
+                "def square(x):\n    return x * x")
+        return {NB: student_notebook(course, {"square": code})}
+    return build
+
+
+def _read_root_only(course, ctx):
+    """square() is right only if the root-only file stayed unreadable (an earlier case linked it)."""
+    code = ("try:\n"
+            f"    LEAK = open({ctx['root_only']!r}).read()\n"
+            "except OSError:\n    LEAK = ''\n"
+            "print('read:', LEAK[:40])\n"
+            "def square(x):\n    return x * x if not LEAK else -1")
+    return {NB: student_notebook(course, {"square": code})}
+
+
+def _list_exchange(course, ctx):
+    """square() is right only if the configured exchange shows nothing (it holds every submission)."""
+    code = ("import os\nFOUND = []\n"
+            f"for d, _, files in os.walk({ctx['exchange']!r}):\n"
+            "    FOUND += [os.path.join(d, f) for f in files]\n"
+            "print('exchange:', FOUND[:5])\n"
+            "def square(x):\n    return x * x if not FOUND else -1")
+    return {NB: student_notebook(course, {"square": code})}
+
+
+FLOOD = ("def square(x):\n    return x * x\n"
+         "try:\n    for _ in range(200):  # 200 x 5 MB = 1 GB of output\n"
+         "        display({'text/plain': 'x' * 5_000_000}, raw=True)\n"
+         "except MemoryError:\n    pass")
+
+
+def _copied_cells(nb, course, ctx):
+    """JupyterLab's copy and paste: a test cell duplicated below itself, another pasted at the top, and a
+    solution cell duplicated; each copy keeps the nbgrader metadata and gets a new cell id."""
+    def copy(grade_id, tag):
+        c = copy_module.deepcopy(_cell(nb, grade_id))
+        c.id = f"copy-{tag}"
+        return c
+    nb.cells.insert(nb.cells.index(_cell(nb, "test_square")) + 1, copy("test_square", "1"))
+    nb.cells.insert(0, copy("test_scale", "2"))
+    nb.cells.insert(nb.cells.index(_cell(nb, "mean")) + 1, copy("mean", "3"))
+
+
+# Issue 18: whatever a kernel leaves in its folder, the grader changes no file outside the graded copy.
+# The a_* cases sort first, so that every other case is graded after them (zz_* last).
+LINKS = [
+    Case("a_link_host", "links its notebook and a leftover file to a host file", _link(["host_file"]), FULL),
+    Case("a_link_trusted", "links its notebook to the trusted records", _link(["trusted", "trusted_sums"]), FULL),
+    Case("a_link_gradebook", "links its notebook to the gradebook", _link(["gradebook"]), FULL),
+    Case("a_link_root_only", "leaves a link to a root-only file (nbgrader chmods what it finds)",
+         _link(["root_only"]), FULL),
+    Case("zz_read_root_only", "reads the root-only file an earlier submission linked", _read_root_only, FULL),
+    Case("output_flood", "displays 1 GB of text (200 x 5 MB)", _answers(square=FLOOD), FULL),
+    Case("copied_cells", "a duplicated and a pasted test cell, a duplicated solution cell (JupyterLab copies)",
+         _edit(_copied_cells), FULL, note="is a copy of test_square"),
+    Case("list_exchange", "lists nbgrader's exchange, as nbgrader is configured", _list_exchange, FULL),
+]
+
 # The attack classes of issue 12: each gets the answer wrong, and must score 0 where it aims.
 WRONG_SCALE = "def scale(t, a):\n    return t"
 ATTACKS = [
@@ -232,5 +300,5 @@ CASES = [
     Case("huge_file", "a correct notebook next to a 1 GB file",
          lambda c, x: {NB: student_notebook(c), "weights.bin": ("sparse", 1024 ** 3)}, FULL, note="skipped weights.bin"),
 ]
-CASES += ATTACKS
+CASES += ATTACKS + LINKS
 assert set(SOLUTIONS) == {"square", "scale", "mean"}
