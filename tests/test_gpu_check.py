@@ -244,3 +244,24 @@ def test_the_dry_run_fits_the_default_budget_and_the_rotation_goes_on(tmp_path):
     assert any("profile quick" in o["text"] for o in second["steps"]["notebooks"]["result"]["notebooks"][0]["outputs"])
     state = json.loads((tmp_path / "out2" / "gpu-check.state.json").read_text())
     assert state["next"] == "02_beta/02_beta.ipynb" and set(state["notebooks"]) == {"01_alpha/01_alpha.ipynb", "02_beta/02_beta.ipynb"}
+
+
+# ------------------------------------------------------------------------------ the full-profile estimate
+
+
+def test_the_estimate_scales_each_cell_by_the_cfg_keys_it_uses():
+    loader = importlib.machinery.SourceFileLoader("estimate", str(ROOT / "tools" / "estimate-full-profile"))
+    est = importlib.util.module_from_spec(importlib.util.spec_from_loader("estimate", loader))
+    loader.exec_module(est)
+    cfg = est.profiles('CFG = runtime.pick(\n    quick=dict(n_train=2000, epochs=3, batch=64, seeds=[0], width=128, steps=100),\n'
+                       '    full=dict(n_train=None, epochs=6, batch=128, seeds=[0, 1, 2], width=512, steps=400))\n')
+    assert cfg["full"]["n_train"] is None and cfg["quick"]["seeds"] == [0]
+    # epochs x2, seeds x3, the whole training set (60,000 / 2,000 = x30) over a batch twice as large (x0.5)
+    factor, why = est.cell_factor('for s in CFG["seeds"]:\n    fit(net, epochs=CFG["epochs"], width=CFG["width"])', cfg)
+    assert factor == pytest.approx(2 * 3 * 30 * 0.5) and len(why) == 4
+    assert est.cell_factor('run(CFG["steps"])', cfg)[0] == pytest.approx(4)  # steps: no data-size factor
+    assert est.cell_factor('plt.plot(x)', cfg) == (1.0, [])
+    assert est.profiles("x = 1") is None
+    # every solution notebook but the capstone writes its CFG out as literals the estimate can read
+    for path in sorted((ROOT / "solutions").glob("*/*.ipynb")):
+        assert path.parent.name == "10_capstone" or est.profiles(est.code_cells(path)[0]), path.name
