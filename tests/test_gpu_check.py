@@ -107,11 +107,18 @@ def test_a_notebook_that_does_not_fit_is_passed_over_and_one_cut_short_keeps_its
     record = lambda nb, status, s: {"notebook": nb, "status": status, "seconds": s, "profile": "full"}
     notebooks.record_run(state, record("a", "ok", 120.0), None, "2026-12-01")
     notebooks.record_run(state, record("b", "ok", 40.0), None, "2026-12-01")
-    assert notebooks.choose_next(["a", "b", "c"], state, "full", 100, 30) == ("b", ["a (took 120 s last time, 100 s left)"])
-    assert notebooks.choose_next(["a", "c"], state, "full", 100, 30)[0] == "c"  # never run: tried
-    assert notebooks.choose_next(["c"], state, "full", 20, 30) == (None, [])  # under the minimum
+    assert notebooks.choose_next(["a", "b", "c"], state, "full", 100, 30, 150) == (
+        "b", ["a (needs 120 s after its last run, 100 s left)"])
+    assert notebooks.choose_next(["a", "c"], state, "full", 100, 30, 150)[0] == "c"  # never run: tried
+    assert notebooks.choose_next(["c"], state, "full", 20, 30, 150) == (None, [])  # under the minimum
+    # cut short by the run's end after 60 s: it stays first, and is rerun only with more time than it had
     notebooks.record_run(state, record("c", "timeout", 60.0), None, "2026-12-02", keep_date=True)
     assert notebooks.rotation(["a", "b", "c"], state, "full")[0] == "c" and state["notebooks"]["c"]["seconds"] == 60.0
+    assert notebooks.choose_next(["c", "b"], state, "full", 60, 30, 150)[0] == "b"
+    assert notebooks.choose_next(["c", "b"], state, "full", 80, 30, 150)[0] == "c"
+    # stopped at its cap: tried again whenever a whole cap is free
+    notebooks.record_run(state, record("a", "timeout", 150.0), None, "2026-12-03")
+    assert notebooks.choose_next(["a"], state, "full", 150, 30, 150)[0] == "a"
 
 
 def test_flags_a_benchmark_does_not_mention_are_dropped_with_their_values(tmp_path):

@@ -46,22 +46,29 @@ def rotation(order: list[str], state: dict, profile: str) -> list[str]:
     return sorted(order, key=lambda nb: (last_run(state, nb, profile).get("date") or "", order.index(nb)))
 
 
-def expected_seconds(state: dict, nb_id: str, profile: str) -> float | None:
-    """Seconds ``nb_id`` took last time (a lower bound if it timed out), or None if unknown."""
+def needed_seconds(state: dict, nb_id: str, profile: str, cap: float) -> float | None:
+    """Seconds ``nb_id`` needs, from its last run (None if unknown): what it took, or, if it was stopped,
+    more than it had (15 s more, at most ``cap``), so that a notebook cut short is not rerun with no more time."""
     known = last_run(state, nb_id, profile)
-    return known.get("seconds") if known.get("status") in ("ok", "failed", "timeout") else None
+    if known.get("status") in ("ok", "failed"):
+        return known.get("seconds")
+    if known.get("status") == "timeout" and known.get("seconds") is not None:
+        return min(known["seconds"] + 15, cap)
+    return None
 
 
-def choose_next(candidates: list[str], state: dict, profile: str, left: float, minimum: float) -> tuple[str | None, list[str]]:
-    """The first of ``candidates`` expected to fit in ``left`` seconds, and the notes on those passed over."""
+def choose_next(candidates: list[str], state: dict, profile: str, left: float, minimum: float,
+                cap: float) -> tuple[str | None, list[str]]:
+    """The first of ``candidates`` expected to fit in ``left`` seconds (at most ``cap`` each), and the notes
+    on those passed over."""
     passed = []
     if left < minimum:
         return None, passed
     for nb in candidates:
-        known = expected_seconds(state, nb, profile)
-        if known is None or known <= left:
+        needed = needed_seconds(state, nb, profile, cap)
+        if needed is None or needed <= left:
             return nb, passed
-        passed.append(f"{nb} (took {known:.0f} s last time, {left:.0f} s left)")
+        passed.append(f"{nb} (needs {needed:.0f} s after its last run, {left:.0f} s left)")
     return None, passed
 
 
