@@ -18,11 +18,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from conftest import quick_profile
-from course_lib.instructor import build, policy
+pytest.importorskip("nbgrader", reason="course grade needs nbgrader (pip install -e . installs it)")
+
+import nbformat  # noqa: E402
+
+from conftest import quick_profile  # noqa: E402
+from course_lib.instructor import build, policy  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_required")]
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,10 +1,38 @@
-"""The grading journal and the preflight of a submission, without kernels."""
+"""The grading journal, the preflight of a submission and the course's nbgrader configuration, without kernels."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
-from course_lib.instructor.grade import MAX_DEPTH, json_depth, preflight
-from course_lib.instructor.gradebook import Journal
+import pytest
+
+pytest.importorskip("nbgrader", reason="the grader needs nbgrader (pip install -e . installs it)")
+
+from course_lib.instructor.grade import MAX_DEPTH, json_depth, preflight  # noqa: E402
+from course_lib.instructor.gradebook import Journal, load_course  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_exchange_is_the_one_nbgrader_uses(tmp_path, monkeypatch):
+    """The grader hides nbgrader's exchange as nbgrader's own commands see it: its default when nothing
+    sets it (``/usr/local/share/nbgrader/exchange`` in nbgrader 0.9), and a value set in any Jupyter config
+    folder, not only the course's ``nbgrader_config.py``."""
+    from nbgrader.exchange.default.exchange import Exchange
+
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter"))
+    default = Exchange.class_traits()["root"].default_value
+    assert load_course(course).exchange_root == default
+    (tmp_path / "jupyter").mkdir()
+    (tmp_path / "jupyter" / "nbgrader_config.py").write_text(f"c.Exchange.root = {str(tmp_path / 'ex')!r}\n")
+    assert load_course(course).exchange_root == str(tmp_path / "ex")
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write(f"c.Exchange.root = {str(tmp_path / 'course-ex')!r}\n")
+    assert load_course(course).exchange_root == str(tmp_path / "course-ex")  # the course's own file wins
 
 
 def test_the_journal_counts_starts_that_never_finished(tmp_path):

@@ -331,6 +331,21 @@ def test_a_failing_trusted_run_stops_the_run_and_costs_no_submission(tmp_path):
     assert all(v["score"] == 4 for v in got.values()), got
 
 
+def test_a_changed_trusted_record_stops_the_run(tmp_path):
+    """A trusted record that no longer matches its checksum stops the next run with the reason, before any
+    grade: no submission is ever graded on the kernel's verdict alone."""
+    course = make_course(tmp_path / "course")
+    submit(course, "first", {f"{ASSIGNMENT}.ipynb": student_notebook(course)})
+    run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=course, timeout=600)
+    record = course / "build" / "grading" / ASSIGNMENT / "trusted" / "expected" / f"{ASSIGNMENT}.json"
+    record.chmod(0o644)
+    record.write_text(json.dumps(dict.fromkeys(json.loads(record.read_text()), [])))  # no checks: kernel only
+    submit(course, "second", {f"{ASSIGNMENT}.ipynb": student_notebook(course, {"scale": "def scale(t, a):\n    return t"})})
+    proc = run(["course", "grade", ASSIGNMENT, "--workers", "2"], cwd=course, check=False, timeout=600)
+    assert proc.returncode != 0 and "does not match its SHA-256" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(gradebook.snapshot(f"sqlite:///{course / 'build' / 'gradebook.db'}", ASSIGNMENT)) == ["first"]
+
+
 def test_validate_in_jupyterlab_still_works(tmp_path):
     """Students' Validate button is `nbgrader validate`: it passes a right notebook, names a wrong check."""
     course = make_course(tmp_path / "course")

@@ -89,3 +89,28 @@ def test_checks_report_while_grading_and_still_compare_in_the_kernel(monkeypatch
     monkeypatch.delenv(report.ENV)
     grading.assert_close(1.0, 1.0)
     assert len(published) == 3  # nothing is reported outside grading
+
+
+def test_trusted_records_are_checked_on_every_read(tmp_path):
+    """A record that changes after the trusted run wrote it (rewritten, replaced by a link, its checksums
+    gone) is refused with a message; it never reads as 'no checks' (the kernel's own verdict)."""
+    verdict.write_records(tmp_path, {"hw": {"test_a": TRUSTED}, "other": {"test_b": []}})
+    assert verdict.read_record(tmp_path, "hw") == {"test_a": TRUSTED}
+    verdict.check_records(tmp_path)
+    record = tmp_path / "hw.json"
+    assert record.stat().st_mode & 0o777 == 0o444
+    original = record.read_bytes()
+    record.chmod(0o644)
+    record.write_text('{"test_a": []}')
+    with pytest.raises(verdict.TrustedRecordChanged, match="does not match its SHA-256"):
+        verdict.read_record(tmp_path, "hw")
+    with pytest.raises(verdict.TrustedRecordChanged, match="delete"):
+        verdict.check_records(tmp_path)
+    record.unlink()
+    (tmp_path / "copy.json").write_bytes(original)
+    record.symlink_to(tmp_path / "copy.json")  # the same bytes, through a link
+    with pytest.raises(verdict.TrustedRecordChanged, match="cannot be read"):
+        verdict.read_record(tmp_path, "hw")
+    (tmp_path / verdict.SUMS).unlink()
+    with pytest.raises(verdict.TrustedRecordChanged):
+        verdict.read_record(tmp_path, "other")
