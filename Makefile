@@ -61,5 +61,9 @@ notebooks: install
 test: data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The browser test alone (it is part of `make test` too): JupyterLab in Chromium, about two minutes.
+test-browser: data
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+
 clean:
 	rm -rf build

@@ -19,10 +19,11 @@ from .runtime import under_autograder
 WIDTH = 90  # characters: a notebook's output area is not a terminal, so tqdm cannot measure it
 
 
-def progress_bar(total: int | None = None, desc: str = "", *, enabled: bool = True, leave: bool = False) -> tqdm:
+def progress_bar(total: int | None = None, desc: str = "", *, enabled: bool = True, leave: bool = True) -> tqdm:
     """A tqdm text bar on stdout of ``total`` steps, labelled ``desc``; disabled if not ``enabled``.
 
-    ``leave=False`` clears it when it closes (the default, for loops of many trainings).
+    It stays, at its final count, when it closes (``leave=False`` clears it): the saved notebook shows
+    how long each run took.
     """
     return tqdm(total=total, desc=desc, disable=not enabled or under_autograder(), leave=leave,
                 file=sys.stdout, ncols=WIDTH, mininterval=0.2)
