@@ -266,7 +266,10 @@ def test_the_estimate_scales_each_cell_by_the_cfg_keys_it_uses():
     # epochs x2, seeds x3, the whole training set (60,000 / 2,000 = x30) over a batch twice as large (x0.5)
     factor, why = est.cell_factor('for s in CFG["seeds"]:\n    fit(net, epochs=CFG["epochs"], width=CFG["width"])', cfg)
     assert factor == pytest.approx(2 * 3 * 30 * 0.5) and len(why) == 4
+    same = est.cell_factor('fit(ds.subset(CFG["n_train"]), epochs=CFG["epochs"], seeds=CFG["seeds"], w=CFG["width"])', cfg)
+    assert same[0] == pytest.approx(factor)  # naming n_train changes nothing
     assert est.cell_factor('run(CFG["steps"])', cfg)[0] == pytest.approx(4)  # steps: no data-size factor
+    assert est.cell_factor('ds = ds.subset(n_train=CFG["n_train"])', cfg)[0] == 1.0  # a subset: no work
     assert est.cell_factor('plt.plot(x)', cfg) == (1.0, [])
     assert est.profiles("x = 1") is None
     # every solution notebook but the capstone writes its CFG out as literals the estimate can read
