@@ -5,22 +5,35 @@ same Nesterov SGD, warm-up + cosine schedule, label smoothing, flip + 2-pixel tr
 same epochs on the same device, and are tested the same way (flip TTA) after every epoch, outside the
 timed loop:
 
-- ``fast``: :func:`course_lib.capstone.train_recipe`: data resident on the device, batched on-device
-  augmentation, no host synchronisation in the step loop, bf16 autocast + ``channels_last`` on CUDA,
-  optionally ``torch.compile`` (``--compile``; its time is reported on its own line);
+- ``fast``: :func:`course_lib.capstone.train_recipe`: data resident on the device, each epoch augmented
+  in one pass on the device, fused Nesterov SGD with rates set as numbers, no host synchronisation in
+  the step loop, bf16 autocast + ``channels_last`` + ``cudnn.benchmark`` on CUDA, optionally
+  ``torch.compile`` (``--compile``, ``--compile-mode``; compiled once, in the warm-up, and reused by
+  every seed; its time is reported on its own line);
 - ``conventional``: what a user would write: ``torchvision.datasets.FashionMNIST``, a ``DataLoader``
-  with per-sample ``transforms.v2`` (flip, padded crop, to float, normalize) and ``--workers`` worker
-  processes, batches moved to the device, and a plain float32 loop that logs ``loss.item()`` per step.
+  with per-sample ``transforms.v2`` (flip, padded crop, to float, normalize), given a fair chance:
+  ``--workers`` worker processes (default: every core), pinned memory and persistent workers (one
+  loader for every seed), batches moved to the device, and a plain float32 loop that logs
+  ``loss.item()`` per step. ``--conventional-seeds`` / ``--conventional-epochs`` limit it (for
+  seconds per epoch only).
 
-Time to accuracy is DAWNBench's: the training seconds at the first epoch whose test accuracy reaches
-the target, mean over seeds. Data loading (reading the dataset, statistics, whitening fit) and compile
-time are on their own lines. The same command also reruns the capstone's ablation (``--ablation``,
+Each path first runs a warm-up (one epoch on a few batches, not timed: compile, cuDNN's algorithm
+search, worker start-up). Every epoch is timed by wall clock, by the host's share of it and on CUDA by
+CUDA events (:class:`course_lib.capstone.EpochClock`); ``host/wall`` near 1 means the GPU waited for
+Python (launch-bound). Achieved TFLOP/s divide ``FlopCounterMode``'s FLOPs per step by the step time.
+
+Time to accuracy is DAWNBench's (Coleman et al. 2017): the training seconds of the fixed epoch budget
+(``--epochs``), mean over seeds, counted only when the mean final TTA test accuracy reaches the target
+and every seed reaches it ("not reached" otherwise). The first epoch at which a seed's accuracy
+reached the target is reported beside it as information. A run whose loss is not finite stops the
+benchmark, which says it diverged and at which epoch. The JSON is written after every seed.
+Data loading (reading the dataset, statistics, whitening fit) and compile time are on their own lines. The same command also reruns the capstone's ablation (``--ablation``,
 by default the profile's configuration of :data:`course_lib.capstone.PROFILES`), so one command
 regenerates every JSON result. Usage::
 
     python benchmarks/time_to_accuracy.py                       # CPU: target 90%, 1 seed, quick ablation
     python benchmarks/time_to_accuracy.py --device cuda --seeds 5 --epochs 10 --targets 0.93 0.94 --compile \\
-        --widths 64 128 256 --convs-per-block 2
+        --widths 64 128 256 --convs-per-block 2 --conventional-seeds 1 --conventional-epochs 1
 
 Results go to stdout as markdown tables and to ``build/benchmarks/time_to_accuracy.json`` and
 ``build/benchmarks/ablation.json``.
@@ -39,7 +52,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -54,11 +67,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fast_run(recipe: C.Recipe, ds: data.Dataset, seed: int) -> dict:
-    """One seed of the fast path; returns its history and times."""
+    """One seed of the fast path; returns its history, times and status (``diverged`` epoch or None)."""
     result = C.train_recipe(recipe, ds, seed, eval_each_epoch=True)
     return {"history": result.history, "prep_seconds": result.prep_seconds,
             "compile_seconds": result.compile_seconds, "train_seconds": result.train_seconds,
-            "final_accuracy": result.accuracy}
+            "final_accuracy": result.accuracy, "diverged": result.diverged}
+
+
+def warm_up_fast(recipe: C.Recipe, ds: data.Dataset) -> float:
+    """One epoch of the fast path on four batches, untimed by the race: compiles (once for every seed),
+    runs cuDNN's algorithm search and the allocator's first requests. Returns its seconds."""
+    started = time.perf_counter()
+    small = ds.subset(4 * recipe.batch_size, 500, generator=torch.Generator().manual_seed(0))
+    C.train_recipe(recipe.but(epochs=1), small, seed=10_000)
+    return time.perf_counter() - started
 
 
 # --------------------------------------------------------------------------------- conventional loop
@@ -70,41 +92,68 @@ def conventional_transform(mean: float, std: float, padding: int):
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize([mean], [std])])
 
 
-def conventional_run(recipe: C.Recipe, root: Path, ds: data.Dataset, seed: int, workers: int) -> dict:
-    """One seed of the conventional loop: torchvision dataset, DataLoader, per-sample v2, float32, .item()."""
-    device = ds.device
-    started = time.perf_counter()
+def conventional_loader(recipe: C.Recipe, root: Path, ds: data.Dataset, workers: int) -> DataLoader:
+    """The fair ``DataLoader``: ``workers`` processes, pinned memory on CUDA, persistent workers (built once,
+    reused by every seed), over ``torchvision.datasets.FashionMNIST`` with :func:`conventional_transform`
+    (its first ``len(ds.x_train)`` images, the fast path's training set)."""
     mean, std = C.channel_stats(ds.x_train)  # the same statistics as the fast path (fit on the training split)
     train_set = datasets.FashionMNIST(str(root), train=True, download=False,
                                       transform=conventional_transform(float(mean), float(std), recipe.padding))
+    if len(ds.x_train) < len(train_set):
+        train_set = Subset(train_set, range(len(ds.x_train)))
+    return DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                      pin_memory=ds.device.type == "cuda", persistent_workers=workers > 0,
+                      generator=torch.Generator().manual_seed(0))
+
+
+def conventional_epoch(net, loader, opt, sched, recipe: C.Recipe, device, max_steps: int | None = None) -> float:
+    """One epoch of the plain loop: batches copied to the device, float32, ``loss.item()`` logged every
+    step; returns the mean loss (NaN or inf: diverged)."""
+    net.train()
+    running, steps = 0.0, 0
+    for xb, yb in loader:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        loss = F.cross_entropy(net(xb), yb, label_smoothing=recipe.smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        running += loss.item()
+        steps += 1
+        if max_steps is not None and steps >= max_steps:
+            break
+    return running / max(steps, 1)
+
+
+def conventional_run(recipe: C.Recipe, loader: DataLoader, ds: data.Dataset, seed: int, *,
+                     warm_up: bool = False) -> dict:
+    """One seed of the conventional loop (``warm_up``: four untimed steps only); stops at a non-finite loss."""
+    device = ds.device
+    started = time.perf_counter()
+    mean, std = C.channel_stats(ds.x_train)
     data_seconds = time.perf_counter() - started
-    generator = runtime.seed_everything(seed)
-    net = C.build_net(recipe, ds.x_train, ds.num_classes, mean=mean, std=std, generator=generator)
-    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                        generator=torch.Generator().manual_seed(seed))
-    opt, sched = C.make_optimizer(net, recipe, recipe.epochs * len(loader))
+    net = C.build_net(recipe, ds.x_train, ds.num_classes, mean=mean, std=std,
+                      generator=runtime.seed_everything(seed))
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=True, weight_decay=recipe.weight_decay)
+    rates = C.lr_schedule(recipe, recipe.epochs * len(loader))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: rates[min(t, len(rates) - 1)] / recipe.lr)
+    if warm_up:
+        conventional_epoch(net, loader, opt, sched, recipe, device, max_steps=4)
+        return {}
     x_test = C.normalize(ds.x_test, mean, std)
-    history, seconds = [], 0.0
+    history, seconds, diverged = [], 0.0, None
     for epoch in range(1, recipe.epochs + 1):
-        runtime.synchronize(device)
-        started = time.perf_counter()
-        net.train()
-        running = 0.0
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            loss = F.cross_entropy(net(xb), yb, label_smoothing=recipe.smoothing)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item()
-        runtime.synchronize(device)
-        seconds += time.perf_counter() - started
+        with C.EpochClock(device) as clock:
+            loss = conventional_epoch(net, loader, opt, sched, recipe, device)
+        seconds += clock.wall
         acc = float(C.accuracy(C.predict_probs([net], x_test, tta=recipe.tta), ds.y_test))
-        history.append({"epoch": epoch, "train_seconds": seconds, "train_loss": running / len(loader), "test_acc": acc})
+        history.append({"epoch": epoch, "train_seconds": seconds, "train_loss": loss, "test_acc": acc, **clock.record()})
+        if not math.isfinite(loss):
+            diverged = epoch
+            break
     return {"history": history, "prep_seconds": data_seconds, "compile_seconds": 0.0, "train_seconds": seconds,
-            "final_accuracy": history[-1]["test_acc"]}
+            "final_accuracy": history[-1]["test_acc"], "diverged": diverged}
 
 
 # ---------------------------------------------------------------------------------------- reporting
@@ -115,38 +164,70 @@ def mean_or_nan(values) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def summarize(runs: list[dict], targets: list[float]) -> dict:
-    """Means over seeds: times, final accuracy, and per target the mean time and how many seeds got there."""
+def dawnbench_seconds(runs: list[dict], target: float) -> float:
+    """DAWNBench's time to accuracy of a fixed epoch budget: the mean training seconds of the runs when their
+    mean final accuracy reaches ``target`` and every run reaches it, else NaN."""
+    finals = [r["final_accuracy"] for r in runs]
+    if not runs or any(r.get("diverged") for r in runs) or min(finals) < target or statistics.fmean(finals) < target:
+        return math.nan
+    return statistics.fmean(r["train_seconds"] for r in runs)
+
+
+def summarize(runs: list[dict], targets: list[float], flops_per_epoch: float | None = None) -> dict:
+    """Means over seeds: times, final accuracy, per target the DAWNBench time (:func:`dawnbench_seconds`),
+    the seeds reaching it and the mean first epoch time at which they did; wall, host and CUDA-event
+    seconds per epoch with their ratios, and the achieved TFLOP/s."""
     out = {k: mean_or_nan(r[k] for r in runs) for k in ("prep_seconds", "compile_seconds", "train_seconds", "final_accuracy")}
     out["final_accuracy_std"] = statistics.stdev([r["final_accuracy"] for r in runs]) if len(runs) > 1 else math.nan
-    out["seconds_per_epoch"] = out["train_seconds"] / len(runs[0]["history"])
+    epochs = [h for r in runs for h in r["history"]]
+    out["seconds_per_epoch"] = mean_or_nan(h["epoch_wall_seconds"] for h in epochs)
+    out["host_seconds_per_epoch"] = mean_or_nan(h["epoch_host_seconds"] for h in epochs)
+    out["host_wall_ratio"] = out["host_seconds_per_epoch"] / out["seconds_per_epoch"]
+    gpu = [h["epoch_gpu_seconds"] for h in epochs if "epoch_gpu_seconds" in h]
+    out["cuda_event_seconds_per_epoch"] = mean_or_nan(gpu) if gpu else math.nan
+    out["cuda_event_wall_ratio"] = out["cuda_event_seconds_per_epoch"] / out["seconds_per_epoch"]
+    out["tflops"] = flops_per_epoch / out["seconds_per_epoch"] / 1e12 if flops_per_epoch else math.nan
+    out["diverged"] = next((f"seed {i}: diverged at epoch {r['diverged']}" for i, r in enumerate(runs)
+                            if r.get("diverged")), None)
     for t in targets:
-        times = [C.time_to_accuracy(r["history"], t) for r in runs]
-        out[f"time_to_{t:g}"] = mean_or_nan(times) if all(not math.isnan(x) for x in times) else math.nan
-        out[f"reached_{t:g}"] = sum(not math.isnan(x) for x in times)
+        firsts = [C.time_to_accuracy(r["history"], t) for r in runs]
+        out[f"time_to_{t:g}"] = dawnbench_seconds(runs, t)
+        out[f"reached_{t:g}"] = sum(r["final_accuracy"] >= t for r in runs)
+        out[f"first_epoch_time_to_{t:g}"] = mean_or_nan(firsts) if all(not math.isnan(x) for x in firsts) else math.nan
     return out
 
 
 def fmt(x, spec=".1f", unit=" s") -> str:
-    return "not reached" if isinstance(x, float) and math.isnan(x) else f"{x:{spec}}{unit}"
+    """``x`` formatted, or "n/a" for NaN (a target not reached, a figure not measured on this device)."""
+    return "n/a" if x is None or isinstance(x, float) and math.isnan(x) else f"{x:{spec}}{unit}"
 
 
-def markdown(fast: dict, conv: dict | None, targets, seeds: int) -> str:
+def markdown(fast: dict, conv: dict | None, targets, seeds: int, conv_seeds: int | None = None) -> str:
+    """The side-by-side table; ratios are conventional / fast."""
+    conv_seeds = conv_seeds or seeds
     head = "| | fast path (course_lib.capstone) | conventional (DataLoader + v2, fp32) | ratio |"
     lines = [head, "|---|---:|---:|---:|"]
 
     def row(label, key, spec=".1f", unit=" s", ratio=False):
         c = conv.get(key, math.nan) if conv else math.nan
-        r = c / fast[key] if ratio and conv and fast[key] and not math.isnan(fast[key]) and not math.isnan(c) else math.nan
-        lines.append(f"| {label} | {fmt(fast[key], spec, unit)} | {fmt(c, spec, unit) if conv else 'skipped'} | "
+        f = fast.get(key, math.nan)
+        r = c / f if ratio and conv and f and not math.isnan(f) and not math.isnan(c) else math.nan
+        lines.append(f"| {label} | {fmt(fast.get(key, math.nan), spec, unit)} | {fmt(c, spec, unit) if conv else 'skipped'} | "
                      f"{fmt(r, '.2f', 'x') if ratio else ''} |")
     row("data loading, stats, whitening fit", "prep_seconds")
-    row("compile", "compile_seconds")
-    row("training seconds per epoch", "seconds_per_epoch", ratio=True)
+    row("warm-up (not timed: compile, cuDNN search, workers)", "warmup_seconds")
+    row("compile (inside the warm-up, first seed)", "compile_seconds")
+    row("training seconds per epoch (wall)", "seconds_per_epoch", ".3f", ratio=True)
+    row("host seconds per epoch (until the last op is queued)", "host_seconds_per_epoch", ".3f")
+    row("host / wall (near 1: launch-bound)", "host_wall_ratio", ".2f", "")
+    row("CUDA-event seconds per epoch", "cuda_event_seconds_per_epoch", ".3f")
+    row("CUDA events / wall", "cuda_event_wall_ratio", ".2f", "")
+    row("achieved TFLOP/s (FlopCounterMode FLOPs / wall)", "tflops", ".3f", "")
     for t in targets:
-        row(f"time to {t:.0%} (seeds reaching it: fast {fast[f'reached_{t:g}']}/{seeds}"
-            + (f", conventional {conv[f'reached_{t:g}']}/{seeds})" if conv else ")"), f"time_to_{t:g}", ratio=True)
-    row("final test accuracy (TTA)", "final_accuracy", ".2%", "")
+        row(f"time to {t:.0%}, DAWNBench (seeds reaching it: fast {fast[f'reached_{t:g}']}/{seeds}"
+            + (f", conventional {conv[f'reached_{t:g}']}/{conv_seeds})" if conv else ")"), f"time_to_{t:g}", ratio=True)
+        row(f"first epoch at {t:.0%}, mean over seeds (information)", f"first_epoch_time_to_{t:g}")
+    row("final test accuracy (TTA), mean", "final_accuracy", ".2%", "")
     return "\n".join(lines)
 
 
@@ -196,7 +277,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
+    parser.add_argument("--compile-mode", default=None,
+                        help="torch.compile mode on CUDA (default: the recipe's, reduce-overhead: CUDA graphs)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="DataLoader workers of the conventional loop (default: every core)")
+    parser.add_argument("--conventional-seeds", type=int, default=None,
+                        help="seeds of the conventional loop (default: --seeds)")
+    parser.add_argument("--conventional-epochs", type=int, default=None,
+                        help="epochs of the conventional loop (default: --epochs; fewer: seconds per epoch only)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each path")
+    parser.add_argument("--n-train", type=int, default=None,
+                        help="train on the first N training images only (a quick check; default: all 60,000)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--skip-conventional", action="store_true")
     parser.add_argument("--ablation", choices=["quick", "full", "none"], default=None,
@@ -214,7 +305,8 @@ def main(argv=None) -> dict:
     targets = args.targets or ([0.93, 0.94] if cuda else [0.90])
     recipe = C.BENCHMARK_RECIPE.but(compile=args.compile, members=args.members, ensemble=args.members > 1)
     changes = {"epochs": args.epochs, "widths": tuple(args.widths) if args.widths else None,
-               "convs_per_block": args.convs_per_block, "batch_size": args.batch_size, "lr": args.lr}
+               "convs_per_block": args.convs_per_block, "batch_size": args.batch_size, "lr": args.lr,
+               "compile_mode": args.compile_mode}
     recipe = recipe.but(**{k: v for k, v in changes.items() if v is not None})
     root = data.data_root()
 
@@ -229,35 +321,74 @@ def main(argv=None) -> dict:
     return result
 
 
+def print_seed(label: str, seed: int, run: dict) -> None:
+    """One line per seed: accuracy and seconds after each epoch, and a divergence if there was one."""
+    line = ", ".join(f"{h['test_acc']:.2%} @ {h['train_seconds']:.2f} s" for h in run["history"])
+    if run.get("diverged"):
+        line += f" -- DIVERGED at epoch {run['diverged']} (non-finite loss): the benchmark stops here"
+    print(f"seed {seed} {label:<13} {line}", flush=True)
+
+
 def time_to_accuracy(args, device, recipe, seeds, targets, root) -> dict:
-    """The side-by-side race; prints the table and writes ``time_to_accuracy.json``."""
+    """The side-by-side race; prints the table and writes ``time_to_accuracy.json`` after every seed."""
     started = time.perf_counter()
     ds = data.load_dataset("fashion_mnist", root=root, device=device, verbose=False)
+    if args.n_train:
+        ds = dataclasses.replace(ds, x_train=ds.x_train[:args.n_train], y_train=ds.y_train[:args.n_train])
     runtime.synchronize(device)
     load_seconds = time.perf_counter() - started
+    steps = len(ds.x_train) // recipe.batch_size
+    flops_epoch = C.flops_per_step(recipe, ds) * steps
+    conv_recipe = recipe.but(epochs=args.conventional_epochs or recipe.epochs, compile=False)
+    conv_seeds = 0 if args.skip_conventional else min(args.conventional_seeds or seeds, seeds)
     print(f"device: {device} ({runtime.device_name(device)}), {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {recipe.epochs} epochs, batch {recipe.batch_size}, "
-          f"widths {recipe.widths}, {seeds} seed(s); dataset loaded onto the device in {load_seconds:.2f} s", flush=True)
-    fast_runs, conv_runs = [], []
+          f"{torch.get_num_threads()} threads; {recipe.epochs} epochs, batch {recipe.batch_size}, lr {recipe.lr}, "
+          f"widths {recipe.widths}, {recipe.convs_per_block} conv(s) per block, compile "
+          f"{recipe.compile_mode if recipe.compile else 'off'}, {seeds} seed(s); conventional: {conv_seeds} seed(s) of "
+          f"{conv_recipe.epochs} epoch(s), {args.workers} workers; {flops_epoch / 1e12:.2f} TFLOP per epoch; "
+          f"dataset loaded onto the device in {load_seconds:.2f} s", flush=True)
+    fast_runs, conv_runs, warm = [], [], {"fast": 0.0, "conventional": 0.0}
+    loader = conventional_loader(conv_recipe, root, ds, args.workers) if conv_seeds else None
+    if not args.no_warmup:
+        warm["fast"] = warm_up_fast(recipe, ds)
+        if loader is not None:
+            t0 = time.perf_counter()
+            conventional_run(conv_recipe, loader, ds, 10_000, warm_up=True)
+            warm["conventional"] = time.perf_counter() - t0
+        print(f"warm-up: fast path {warm['fast']:.1f} s, conventional {warm['conventional']:.1f} s", flush=True)
+    result = {}
     for seed in range(seeds):
         fast_runs.append(fast_run(recipe, ds, seed))
         fast_runs[-1]["prep_seconds"] += load_seconds
-        print(f"seed {seed} fast:         " + ", ".join(f"{h['test_acc']:.2%} @ {h['train_seconds']:.1f} s"
-                                                       for h in fast_runs[-1]["history"]), flush=True)
-        if not args.skip_conventional:
-            conv_runs.append(conventional_run(recipe, root, ds, seed, args.workers))
-            print(f"seed {seed} conventional: " + ", ".join(f"{h['test_acc']:.2%} @ {h['train_seconds']:.1f} s"
-                                                           for h in conv_runs[-1]["history"]), flush=True)
-    fast = summarize(fast_runs, targets)
-    conv = summarize(conv_runs, targets) if conv_runs else None
-    table = markdown(fast, conv, targets, seeds)
-    print("\n" + table)
+        print_seed("fast:", seed, fast_runs[-1])
+        if seed < conv_seeds and not fast_runs[-1]["diverged"]:
+            conv_runs.append(conventional_run(conv_recipe, loader, ds, seed))
+            print_seed("conventional:", seed, conv_runs[-1])
+        result = write_result(args, device, recipe, conv_recipe, seeds, targets, fast_runs, conv_runs, warm, flops_epoch)
+        if fast_runs[-1]["diverged"] or (conv_runs and conv_runs[-1]["diverged"]):
+            break
+    print("\n" + result["markdown"])
+    print(f"wrote {args.out / 'time_to_accuracy.json'}")
+    return result
+
+
+def write_result(args, device, recipe, conv_recipe, seeds, targets, fast_runs, conv_runs, warm, flops_epoch) -> dict:
+    """Summarise the seeds run so far and (over)write ``time_to_accuracy.json``; returns the record."""
+    fast = {**summarize(fast_runs, targets, flops_epoch), "warmup_seconds": warm["fast"]}
+    conv = {**summarize(conv_runs, targets, flops_epoch),
+            "warmup_seconds": warm["conventional"]} if conv_runs else None
+    if conv and conv_recipe.epochs != recipe.epochs:   # another budget: seconds per epoch only, no race
+        conv.update({k: math.nan for k in conv if k.startswith(("time_to_", "first_epoch_time_to_"))})
+        conv["note"] = f"{conv_recipe.epochs} epoch(s) against the fast path's {recipe.epochs}: seconds per epoch only"
+    table = markdown(fast, conv, targets, len(fast_runs), len(conv_runs))
+    diverged = fast["diverged"] or (conv["diverged"] if conv else None)
     result = {"device": str(device), "device_name": runtime.device_name(device), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "workers": args.workers,
-              "seeds": seeds, "targets": targets, "recipe": dataclasses.asdict(recipe), "fast": fast, "conventional": conv,
-              "fast_runs": fast_runs, "conventional_runs": conv_runs, "markdown": table}
+              "seeds": seeds, "seeds_done": len(fast_runs), "targets": targets, "recipe": dataclasses.asdict(recipe),
+              "conventional_recipe": dataclasses.asdict(conv_recipe), "tflop_per_epoch": flops_epoch / 1e12,
+              "diverged": diverged, "fast": fast, "conventional": conv,
+              "fast_runs": fast_runs, "conventional_runs": conv_runs, "markdown": table, "argv": sys.argv[1:]}
     (args.out / "time_to_accuracy.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out / 'time_to_accuracy.json'}")
     return result
 
 

@@ -515,6 +515,41 @@ def _amp(device: torch.device, recipe: Recipe) -> bool:
     return device.type == "cuda" and recipe.amp
 
 
+class EpochClock:
+    """Wall seconds of a block, the host's share of them, and on CUDA the GPU's (CUDA events).
+
+    ``host`` is the time until the Python loop has queued its last op, ``wall`` the time until the device
+    has finished it (after a synchronisation), ``gpu`` the CUDA-event time between the block's first and
+    last queued op. ``host / wall`` near 1 means the device waited for Python (launch-bound); well below
+    1, Python ran ahead and waited for the device (compute-bound).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device, self.host, self.wall, self.gpu = device, 0.0, 0.0, None
+        self._events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if device.type == "cuda" else None
+
+    def __enter__(self):
+        self._started = time.perf_counter()
+        if self._events:
+            self._events[0].record()
+        return self
+
+    def __exit__(self, *exc):
+        self.host = time.perf_counter() - self._started
+        if self._events:
+            self._events[1].record()
+        runtime.synchronize(self.device)
+        self.wall = time.perf_counter() - self._started
+        if self._events:
+            self.gpu = self._events[0].elapsed_time(self._events[1]) / 1000
+        return False
+
+    def record(self) -> dict:
+        """``{"epoch_wall_seconds", "epoch_host_seconds"[, "epoch_gpu_seconds"]}`` for a history record."""
+        out = {"epoch_wall_seconds": self.wall, "epoch_host_seconds": self.host}
+        return out if self.gpu is None else {**out, "epoch_gpu_seconds": self.gpu}
+
+
 def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each_epoch: bool = False) -> dict:
     """Train one network of ``recipe`` on ``ds`` with ``seed``; returns its model, history, times and
     ``diverged`` (the epoch whose losses were not all finite; training stops there, else None)."""
@@ -543,18 +578,17 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
     padding = recipe.padding if recipe.augment else 0
     history, seconds, diverged = [], 0.0, None
     for epoch in range(1, recipe.epochs + 1):
-        started = time.perf_counter()
-        batches = epoch_batches(ds.x_train, ds.y_train, recipe.batch_size, mean, std, padding=padding,
-                                flip=recipe.augment, generator=draws, memory_format=fmt, smoothing=smoothing,
-                                num_classes=ds.num_classes)
-        losses, correct = train_epoch(net, batches, opt, rates[(epoch - 1) * per_epoch:], smoothing, amp,
-                                      step_fn, mark_step)
-        runtime.synchronize(device)
-        seconds += time.perf_counter() - started
+        with EpochClock(device) as clock:
+            batches = epoch_batches(ds.x_train, ds.y_train, recipe.batch_size, mean, std, padding=padding,
+                                    flip=recipe.augment, generator=draws, memory_format=fmt, smoothing=smoothing,
+                                    num_classes=ds.num_classes)
+            losses, correct = train_epoch(net, batches, opt, rates[(epoch - 1) * per_epoch:], smoothing, amp,
+                                          step_fn, mark_step)
+        seconds += clock.wall
         n = per_epoch * recipe.batch_size
         loss = float(losses.double().mean())                  # one read per epoch
         record = {"seed": seed, "epoch": epoch, "train_seconds": seconds,
-                  "train_loss": loss, "train_acc": float(correct) / n}
+                  "train_loss": loss, "train_acc": float(correct) / n, **clock.record()}
         if eval_each_epoch:
             x_test = normalize(ds.x_test, mean, std)
             record["test_acc"] = float(accuracy(predict_probs([net], x_test, tta=recipe.tta, ctx=fast_context(device, recipe),
@@ -565,6 +599,18 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
             break
     return {"model": net, "history": history, "train_seconds": seconds, "compile_seconds": compile_s,
             "prep_seconds": prep, "diverged": diverged}
+
+
+def flops_per_step(recipe: Recipe, ds: Dataset) -> int:
+    """FLOPs of one training step's forward and backward pass (``torch.utils.flop_counter.FlopCounterMode``:
+    matmuls and convolutions, 2 per multiply-add) for ``recipe``'s network at its batch size."""
+    from torch.utils.flop_counter import FlopCounterMode
+    mean, std = input_stats(recipe, ds.x_train)
+    net = build_net(recipe, ds.x_train, ds.num_classes, mean=mean, std=std)
+    xb, yb = ds.x_train[:recipe.batch_size], ds.y_train[:recipe.batch_size]
+    with FlopCounterMode(display=False) as counter:
+        forward_loss(net, xb, yb, 0.0, False)[0].backward()
+    return counter.get_total_flops()
 
 
 def evaluate_members(models, x_test: Tensor, y_test: Tensor, recipe: Recipe) -> dict:

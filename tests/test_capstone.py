@@ -424,3 +424,16 @@ def test_smoothed_targets_give_the_label_smoothing_loss(device):
                               generator=torch.Generator(device=device).manual_seed(0), smoothing=0.2, num_classes=10)
     assert all(len(b) == 3 for b in batches)
     torch.testing.assert_close(batches[1][2], C.smoothed_targets(batches[1][1], 10, 0.2))
+
+
+def test_flops_per_step_scale_with_the_batch_and_the_epoch_clock_times(digits):
+    """FlopCounterMode's count of one training step is linear in the batch size and at least the first
+    conv's 2·MAC; the clock's host share never exceeds its wall time and needs no GPU."""
+    one, two = (C.flops_per_step(TINY.but(batch_size=b), digits) for b in (32, 64))
+    assert two == 2 * one
+    stem_macs = 32 * 8 * 8 * (2 * 9) * 9   # N·H·W·out·(in·k²) of the 3x3 whitening stem, forward only
+    assert one > 2 * stem_macs
+    with C.EpochClock(torch.device("cpu")) as clock:
+        torch.randn(200, 200) @ torch.randn(200, 200)
+    record = clock.record()
+    assert 0 < record["epoch_host_seconds"] <= record["epoch_wall_seconds"] and "epoch_gpu_seconds" not in record
