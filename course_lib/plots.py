@@ -55,14 +55,27 @@ def plot_history(history, *, skip_first: int = 0, skip_last: int = 0, beta: floa
     _draw_losses(ax_loss, steps, epochs, beta)
     _draw_accuracies(ax_acc, steps, epochs, beta)
     if show_lr and _has(steps, "lr"):
-        ax_lr = ax_loss.twinx()
-        ax_lr.plot(steps["x"], steps["lr"], color="tab:green", lw=1, ls="--", label="learning rate")
-        ax_lr.set_ylabel("learning rate", color="tab:green")
-        ax_lr.tick_params(axis="y", colors="tab:green")
+        _draw_lr(ax_loss, steps)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def _draw_lr(ax_loss, steps: pd.DataFrame) -> None:
+    """The learning rate on a second y axis of ``ax_loss``.
+
+    A constant rate gets one tick, at its value, on an axis from 0: matplotlib's autoscale would otherwise
+    spread ticks such as 0.096 ... 0.104 around a rate of 0.1 that never changed.
+    """
+    lr = steps["lr"].astype(float)
+    ax_lr = ax_loss.twinx()
+    ax_lr.plot(steps["x"], lr, color="tab:green", lw=1, ls="--", label="learning rate")
+    ax_lr.set_ylabel("learning rate", color="tab:green")
+    ax_lr.tick_params(axis="y", colors="tab:green")
+    if len(lr) and lr.max() == lr.min() and lr.max() > 0:
+        ax_lr.set_ylim(0, 2 * lr.max())
+        ax_lr.set_yticks([lr.max()], labels=[f"{lr.max():g}"])
 
 
 def _draw_losses(ax, steps: pd.DataFrame, epochs: pd.DataFrame, beta) -> None:

@@ -139,6 +139,13 @@ def test_plot_history_picks_columns_by_name_and_skips():
     plt.close(fig)
 
 
+def test_a_constant_learning_rate_gets_one_tick_at_its_value():
+    fig = plots.plot_history(_history(np.linspace(2, 1, 40), 10, lr=0.1))
+    ax_lr = next(ax for ax in fig.axes if ax.get_ylabel() == "learning rate")
+    assert [t.get_text() for t in ax_lr.get_yticklabels()] == ["0.1"] and ax_lr.get_ylim() == (0, 0.2)
+    plt.close(fig)
+
+
 def test_liveplot_draws_once_without_display_and_throttles_when_live():
     ds = data.load_dataset("digits", device="cpu", verbose=False)
     loader = data.DeviceLoader(ds.x_train, ds.y_train, 100, generator=torch.Generator().manual_seed(0))
