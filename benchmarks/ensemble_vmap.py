@@ -2,65 +2,124 @@
 
 Usage::
 
-    python benchmarks/ensemble_vmap.py [--members 4 8 16] [--epochs 1] [--n-train 10000] [--width 128]
+    python benchmarks/ensemble_vmap.py [--members 4 8 16 32] [--epochs 1] [--n-train 10000] [--width 128]
+        [--device cuda] [--out build/benchmarks/ensemble_vmap.json]
 
 Both paths train the same members (same seeds, same batches, SGD with momentum 0.9) on Fashion-MNIST
-(or the digits fallback) on ``runtime.get_device()``; the script prints one row per K with the
-seconds of each path, their ratio, and the largest weight difference between the two results.
+(or the digits fallback) on ``--device`` (default ``runtime.get_device()``). For every K:
+
+- **speed**, in float32: each path first runs a warm-up of two batches, then is timed by the wall clock
+  and, on CUDA, by CUDA events (``benchmarks/timing.py``); the speed-up is sequential over vmap;
+- **agreement**, in float64: both paths train again in float64 on the same batches, and the largest
+  weight difference of any member must be at most ``--tolerance`` (1e-10); the run exits with status 1
+  otherwise;
+- **float32 drift**, information only: how many float32 members ended more than ``--drift`` apart. In
+  float32 a pre-activation near 0 can land on the other side of a ReLU when the sums run in another order,
+  and that member then follows another path; in float64 the same members agree to about 1e-15.
+
+One row per K is printed (K, sequential s, vmap s, speed-up, float64 max |dw|), followed by a line with the
+float32 drift and the CUDA-event times, and the whole record goes to ``--out`` as JSON.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import time
+import sys
+from pathlib import Path
 
 import torch
 
 from course_lib import data, ensemble, models, runtime
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import Stopwatch, describe  # noqa: E402  (benchmarks/timing.py)
 
-def run(members: int, *, epochs: int, n_train: int | None, width: int, batch_size: int, device) -> dict:
-    """Time both paths for ``members`` models; returns a result row."""
-    ds = data.load_dataset("fashion_mnist", device=device, verbose=False)
-    ds = ds.subset(n_train=n_train, n_test=0, generator=torch.Generator().manual_seed(0))
-    factory = lambda: models.MLP(math.prod(ds.input_shape), ds.num_classes, depth=2, width=width).to(device)
-    make_loader = lambda: data.DeviceLoader(ds.x_train, ds.y_train, batch_size,
-                                            generator=torch.Generator().manual_seed(0))
-    seconds, results = {}, {}
+ROOT = Path(__file__).resolve().parents[1]
+LR, MOMENTUM = 0.05, 0.9
+
+
+def train(kind: str, members: int, ds, *, epochs: int, width: int, batch_size: int, dtype) -> list:
+    """Train ``members`` MLPs (seeds 0..K-1) by ``kind`` (``vmap`` or ``sequential``) on ``ds`` in ``dtype``."""
+    x = ds.x_train.to(dtype)
+    factory = lambda: models.MLP(math.prod(ds.input_shape), ds.num_classes, depth=2, width=width).to(x.device, dtype)
+    make_loader = lambda: data.DeviceLoader(x, ds.y_train, batch_size, generator=torch.Generator().manual_seed(0))
+    start = ensemble.make_members(factory, range(members))
+    if kind == "vmap":
+        return ensemble.train_vmap(start, make_loader(), epochs=epochs, lr=LR, momentum=MOMENTUM)[0]
+    return ensemble.train_sequential(start, make_loader, epochs=epochs, lr=LR, momentum=MOMENTUM)
+
+
+def member_gaps(a: list, b: list) -> list[float]:
+    """For each member, the largest absolute difference of its weights between the two results."""
+    return [max((pa - pb).abs().max().item() for pa, pb in zip(ma.parameters(), mb.parameters())) for ma, mb in zip(a, b)]
+
+
+def run(members: int, ds, warm, *, epochs: int, width: int, batch_size: int, device, drift: float) -> dict:
+    """Time both paths for ``members`` models in float32, then check them against each other in float64."""
+    row = {"members": members}
+    results = {}
     for kind in ("vmap", "sequential"):
-        start_members = ensemble.make_members(factory, range(members))
-        runtime.synchronize(device)
-        start = time.perf_counter()
-        if kind == "vmap":
-            results[kind], _ = ensemble.train_vmap(start_members, make_loader(), epochs=epochs, lr=0.05, momentum=0.9)
-        else:
-            results[kind] = ensemble.train_sequential(start_members, make_loader, epochs=epochs, lr=0.05, momentum=0.9)
-        runtime.synchronize(device)
-        seconds[kind] = time.perf_counter() - start
-    gap = max((a - b).abs().max().item() for m1, m2 in zip(results["vmap"], results["sequential"])
-              for a, b in zip(m1.parameters(), m2.parameters()))
-    return {"members": members, "sequential_s": seconds["sequential"], "vmap_s": seconds["vmap"],
-            "speedup": seconds["sequential"] / seconds["vmap"], "max_weight_diff": gap}
+        train(kind, members, warm, epochs=1, width=width, batch_size=batch_size, dtype=torch.float32)  # warm-up
+        with Stopwatch(device) as sw:
+            results[kind] = train(kind, members, ds, epochs=epochs, width=width, batch_size=batch_size,
+                                  dtype=torch.float32)
+        row[kind] = sw.record()
+    row["sequential_s"], row["vmap_s"] = row["sequential"]["wall_s"], row["vmap"]["wall_s"]
+    row["speedup"] = row["sequential_s"] / row["vmap_s"]
+    if row["vmap"]["event_s"]:
+        row["speedup_events"] = row["sequential"]["event_s"] / row["vmap"]["event_s"]
+    gaps32 = member_gaps(results["vmap"], results["sequential"])
+    row["float32_max_weight_diff"] = max(gaps32)
+    row["float32_members_drifted"] = sum(g > drift for g in gaps32)
+    f64 = {kind: train(kind, members, ds, epochs=epochs, width=width, batch_size=batch_size, dtype=torch.float64)
+           for kind in ("vmap", "sequential")}
+    row["max_weight_diff"] = max(member_gaps(f64["vmap"], f64["sequential"]))  # float64
+    return row
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--members", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n-train", type=int, default=10_000)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=128)
-    args = parser.parse_args()
-    device = runtime.get_device()
-    run(2, epochs=1, n_train=1000, width=args.width, batch_size=args.batch_size, device=device)  # warm-up
+    parser.add_argument("--device", default=None, help="default: runtime.get_device() ($COURSE_DEVICE, else CUDA, ...)")
+    parser.add_argument("--tolerance", type=float, default=1e-10, help="largest float64 weight difference allowed")
+    parser.add_argument("--drift", type=float, default=1e-4, help="a float32 member further apart than this has drifted")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks" / "ensemble_vmap.json")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device) if args.device else runtime.get_device()
+    full = data.load_dataset("fashion_mnist", device=device, verbose=False)
+    ds = full.subset(n_train=args.n_train, n_test=0, generator=torch.Generator().manual_seed(0))
+    warm = full.subset(n_train=2 * args.batch_size, n_test=0, generator=torch.Generator().manual_seed(1))
     name = f"{runtime.device_name(device)}, {torch.get_num_threads()} threads"
     print(f"device: {device} ({name})")
-    print(f"{'K':>4} {'sequential s':>13} {'vmap s':>9} {'speed-up':>9} {'max |dw|':>10}")
+    print(f"{'K':>4} {'sequential s':>13} {'vmap s':>9} {'speed-up':>9} {'max |dw|':>10}   (max |dw|: float64)")
+    rows = []
     for k in args.members:
-        row = run(k, epochs=args.epochs, n_train=args.n_train, width=args.width, batch_size=args.batch_size, device=device)
-        print(f"{row['members']:>4} {row['sequential_s']:>13.2f} {row['vmap_s']:>9.2f} {row['speedup']:>8.2f}x "
+        row = run(k, ds, warm, epochs=args.epochs, width=args.width, batch_size=args.batch_size, device=device,
+                  drift=args.drift)
+        rows.append(row)
+        print(f"{row['members']:>4} {row['sequential_s']:>13.3f} {row['vmap_s']:>9.3f} {row['speedup']:>8.2f}x "
               f"{row['max_weight_diff']:>10.1e}")
+        print(f"       float32: {row['float32_members_drifted']}/{k} members drifted beyond {args.drift:g} "
+              f"(largest {row['float32_max_weight_diff']:.1e}, information only); "
+              f"sequential {describe(row['sequential'])}; vmap {describe(row['vmap'])}")
+    worst = max(r["max_weight_diff"] for r in rows)
+    agree = worst <= args.tolerance
+    print(f"float64 agreement: {'ok' if agree else 'FAILED'}, largest |dw| {worst:.1e} "
+          f"(tolerance {args.tolerance:g}) over K = {', '.join(str(r['members']) for r in rows)}")
+    record = {"device": str(device), "device_name": runtime.device_name(device), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "epochs": args.epochs, "n_train": len(ds.x_train), "width": args.width,
+              "batch_size": args.batch_size, "lr": LR, "momentum": MOMENTUM, "tolerance": args.tolerance,
+              "drift": args.drift, "float64_agree": agree, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0 if agree else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
