@@ -3,13 +3,16 @@
 Usage::
 
     python benchmarks/ensemble_vmap.py [--members 4 8 16 32] [--epochs 1] [--n-train 10000] [--width 128]
-        [--device cuda] [--out build/benchmarks/ensemble_vmap.json]
+        [--device cuda] [--compile auto|on|off] [--out build/benchmarks/ensemble_vmap.json]
 
 Both paths train the same members (same seeds, same batches, SGD with momentum 0.9) on Fashion-MNIST
 (or the digits fallback) on ``--device`` (default ``runtime.get_device()``). For every K:
 
 - **speed**, in float32: each path first runs a warm-up of two batches, then is timed by the wall clock
-  and, on CUDA, by CUDA events (``benchmarks/timing.py``); the speed-up is sequential over vmap;
+  and, on CUDA, by CUDA events (``benchmarks/timing.py``); the speed-up is sequential over vmap. The paths
+  are ``sequential`` (``torch.optim.SGD``, one member after the other), ``vmap`` (``train_vmap``) and, with
+  ``--compile`` (by default on CUDA only), ``vmap_compiled`` (``train_vmap(compiled=True)``: the whole
+  step through ``torch.compile``, compiled in its warm-up, once per K);
 - **agreement**, in float64: both paths train again in float64 on the same batches, and the largest
   weight difference of any member must be at most ``--tolerance`` (1e-10); the run exits with status 1
   otherwise;
@@ -17,8 +20,9 @@ Both paths train the same members (same seeds, same batches, SGD with momentum 0
   float32 a pre-activation near 0 can land on the other side of a ReLU when the sums run in another order,
   and that member then follows another path; in float64 the same members agree to about 1e-15.
 
-One row per K is printed (K, sequential s, vmap s, speed-up, float64 max |dw|), followed by a line with the
-float32 drift and the CUDA-event times, and the whole record goes to ``--out`` as JSON.
+Batches are whole (``drop_last``), so every step has one shape. One row per K is printed (K, sequential s,
+eager vmap s, speed-up, float64 max |dw|), followed by a line with the compiled path, the float32 drift
+and the CUDA-event times; the whole record goes to ``--out`` as JSON.
 """
 from __future__ import annotations
 
@@ -43,10 +47,12 @@ def train(kind: str, members: int, ds, *, epochs: int, width: int, batch_size: i
     """Train ``members`` MLPs (seeds 0..K-1) by ``kind`` (``vmap`` or ``sequential``) on ``ds`` in ``dtype``."""
     x = ds.x_train.to(dtype)
     factory = lambda: models.MLP(math.prod(ds.input_shape), ds.num_classes, depth=2, width=width).to(x.device, dtype)
-    make_loader = lambda: data.DeviceLoader(x, ds.y_train, batch_size, generator=torch.Generator().manual_seed(0))
+    make_loader = lambda: data.DeviceLoader(x, ds.y_train, batch_size, generator=torch.Generator().manual_seed(0),
+                                            drop_last=True)
     start = ensemble.make_members(factory, range(members))
-    if kind == "vmap":
-        return ensemble.train_vmap(start, make_loader(), epochs=epochs, lr=LR, momentum=MOMENTUM)[0]
+    if kind.startswith("vmap"):
+        return ensemble.train_vmap(start, make_loader(), epochs=epochs, lr=LR, momentum=MOMENTUM,
+                                   compiled=kind == "vmap_compiled")[0]
     return ensemble.train_sequential(start, make_loader, epochs=epochs, lr=LR, momentum=MOMENTUM)
 
 
@@ -55,11 +61,12 @@ def member_gaps(a: list, b: list) -> list[float]:
     return [max((pa - pb).abs().max().item() for pa, pb in zip(ma.parameters(), mb.parameters())) for ma, mb in zip(a, b)]
 
 
-def run(members: int, ds, warm, *, epochs: int, width: int, batch_size: int, device, drift: float) -> dict:
-    """Time both paths for ``members`` models in float32, then check them against each other in float64."""
+def run(members: int, ds, warm, *, epochs: int, width: int, batch_size: int, device, drift: float,
+        compiled: bool) -> dict:
+    """Time the paths for ``members`` models in float32, then check vmap against sequential in float64."""
     row = {"members": members}
     results = {}
-    for kind in ("vmap", "sequential"):
+    for kind in ("vmap", "sequential") + (("vmap_compiled",) if compiled else ()):
         train(kind, members, warm, epochs=1, width=width, batch_size=batch_size, dtype=torch.float32)  # warm-up
         with Stopwatch(device) as sw:
             results[kind] = train(kind, members, ds, epochs=epochs, width=width, batch_size=batch_size,
@@ -69,6 +76,10 @@ def run(members: int, ds, warm, *, epochs: int, width: int, batch_size: int, dev
     row["speedup"] = row["sequential_s"] / row["vmap_s"]
     if row["vmap"]["event_s"]:
         row["speedup_events"] = row["sequential"]["event_s"] / row["vmap"]["event_s"]
+    if compiled:
+        row["vmap_compiled_s"] = row["vmap_compiled"]["wall_s"]
+        row["speedup_compiled"] = row["sequential_s"] / row["vmap_compiled_s"]
+        row["compiled_float32_max_weight_diff"] = max(member_gaps(results["vmap_compiled"], results["sequential"]))
     gaps32 = member_gaps(results["vmap"], results["sequential"])
     row["float32_max_weight_diff"] = max(gaps32)
     row["float32_members_drifted"] = sum(g > drift for g in gaps32)
@@ -88,9 +99,12 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default=None, help="default: runtime.get_device() ($COURSE_DEVICE, else CUDA, ...)")
     parser.add_argument("--tolerance", type=float, default=1e-10, help="largest float64 weight difference allowed")
     parser.add_argument("--drift", type=float, default=1e-4, help="a float32 member further apart than this has drifted")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="also time train_vmap(compiled=True) (auto: on CUDA only)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks" / "ensemble_vmap.json")
     args = parser.parse_args(argv)
     device = torch.device(args.device) if args.device else runtime.get_device()
+    compiled = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
     full = data.load_dataset("fashion_mnist", device=device, verbose=False)
     ds = full.subset(n_train=args.n_train, n_test=0, generator=torch.Generator().manual_seed(0))
     warm = full.subset(n_train=2 * args.batch_size, n_test=0, generator=torch.Generator().manual_seed(1))
@@ -100,10 +114,13 @@ def main(argv=None) -> int:
     rows = []
     for k in args.members:
         row = run(k, ds, warm, epochs=args.epochs, width=args.width, batch_size=args.batch_size, device=device,
-                  drift=args.drift)
+                  drift=args.drift, compiled=compiled)
         rows.append(row)
         print(f"{row['members']:>4} {row['sequential_s']:>13.3f} {row['vmap_s']:>9.3f} {row['speedup']:>8.2f}x "
               f"{row['max_weight_diff']:>10.1e}")
+        if compiled:
+            print(f"       vmap compiled: {row['vmap_compiled_s']:.3f} s, speed-up {row['speedup_compiled']:.2f}x "
+                  f"({describe(row['vmap_compiled'])}; float32 max |dw| {row['compiled_float32_max_weight_diff']:.1e})")
         print(f"       float32: {row['float32_members_drifted']}/{k} members drifted beyond {args.drift:g} "
               f"(largest {row['float32_max_weight_diff']:.1e}, information only); "
               f"sequential {describe(row['sequential'])}; vmap {describe(row['vmap'])}")
@@ -114,7 +131,7 @@ def main(argv=None) -> int:
     record = {"device": str(device), "device_name": runtime.device_name(device), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "epochs": args.epochs, "n_train": len(ds.x_train), "width": args.width,
               "batch_size": args.batch_size, "lr": LR, "momentum": MOMENTUM, "tolerance": args.tolerance,
-              "drift": args.drift, "float64_agree": agree, "rows": rows}
+              "drift": args.drift, "compiled": compiled, "float64_agree": agree, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")
