@@ -64,6 +64,7 @@ def test_a_cancelled_attempt_ends_the_starts_but_keeps_the_last_outcome(tmp_path
 def test_nesting_is_measured_without_parsing(tmp_path):
     deep = '{"cells": [], "x": "[[[ in a string {{{", "m": ' + "[" * 100_000 + "]" * 100_000 + "}"
     assert json_depth(deep.encode()) == 100_001
+    assert json_depth(deep.encode(), chunk=7) == 100_001  # measured a chunk at a time, the depth carried over
     assert json_depth(json.dumps({"a": [[1], {"b": "]]]"}]}).encode()) == 3
     (tmp_path / "hw.ipynb").write_text(deep)
     assert f"nested 100001 levels deep (a notebook needs fewer than {MAX_DEPTH})" in preflight(tmp_path, ["hw"])

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -96,6 +97,16 @@ class BoundedKernelClient(AsyncKernelClient):
         return ctx
 
 
+IOPUB_LOST = "Timeout waiting for IOPub output"  # nbclient's words when a cell's output stops arriving
+
+
+def _lost_output() -> NotebookNode:
+    text = ("the cell's output stopped arriving (a message over the grader's limit is refused, and the "
+            "connection with it): the rest of its output was lost")
+    return NotebookNode(output_type="error", ename="OutputLimitExceeded", evalue=text,
+                        traceback=[f"OutputLimitExceeded: {text}"])
+
+
 class KernelStuck(RuntimeError):
     """The kernel could not be brought back after a hung cell."""
 
@@ -159,11 +170,16 @@ class GuardedExecute(Execute):
         """nbgrader's execution of one cell, with the recovery from a kernel that ignores the interrupt."""
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
-        except CellTimeoutError as err:  # the wait for the stuck kernel's output; the reply already failed
-            if not self._stuck:
+        except CellTimeoutError as err:
+            if self._stuck:  # the wait for the stuck kernel's output; the reply already failed
+                cell.outputs.append(NotebookNode(output_type="error", ename="CellTimeoutError",
+                                                 evalue=str(err)[:300],
+                                                 traceback=["CellTimeoutError: the cell ran past the timeout"]))
+            elif IOPUB_LOST in str(err):  # the cell ran; its output did not all arrive
+                run_sync(self._reconnect_iopub)()
+                cell.outputs.append(_lost_output())
+            else:
                 raise
-            cell.outputs.append(NotebookNode(output_type="error", ename="CellTimeoutError", evalue=str(err)[:300],
-                                             traceback=["CellTimeoutError: the cell ran past the timeout"]))
         if self._stuck:
             self._hung.add(index)
             self._stuck = False
@@ -173,6 +189,14 @@ class GuardedExecute(Execute):
                 "[course grade] this cell ignored the interrupt after the timeout: the kernel was restarted "
                 "and the cells before it run again\n")))
         return cell, resources
+
+    async def _reconnect_iopub(self) -> None:
+        """A fresh iopub socket: zmq closes, and never reopens, a connection that sent a message over
+        :attr:`BoundedKernelClient.max_message`; what the kernel sent meanwhile is lost."""
+        self.kc.iopub_channel.close()
+        self.kc._iopub_channel = None
+        self.kc.iopub_channel.start()
+        await asyncio.sleep(0.5)  # the new subscription reaches the kernel before the next cell
 
     async def _run_silently(self, code: str, timeout: float) -> bool:
         """Execute ``code`` without output; True if the kernel answered within ``timeout`` seconds."""

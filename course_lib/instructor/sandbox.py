@@ -279,7 +279,8 @@ class SandboxProvisioner(LocalProvisioner):
         kwargs = await super().pre_launch(**kwargs)
         self.uid = self.run_uid if os.geteuid() == 0 else None
         if self.workdir is None:  # a restart keeps the scratch copy (and never walks what the kernel wrote)
-            self.workdir = os.path.realpath(scratch_copy(os.path.realpath(kwargs.get("cwd") or os.getcwd()), self.uid))
+            asked = os.path.realpath(kwargs.get("cwd") or os.getcwd())
+            self.workdir = os.path.realpath(scratch_copy(asked, self.uid))
         _seed_matplotlib_cache(os.path.join(self.rundir, "mpl"))
         if self.uid is not None:
             _chown_tree(self.rundir, self.uid)
