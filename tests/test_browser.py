@@ -160,6 +160,23 @@ def open_notebook(page, url: str, path: str):
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
 
 
+def open_nbgrader_panel(page, item: str):
+    """Open ``item`` of JupyterLab's Nbgrader menu; returns the main area's current widget."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+    page.locator("#jp-mainmenu-nbgrader").get_by_text(item, exact=True).click()
+    return page.locator("#jp-main-dock-panel .lm-DockPanel-widget:visible").last
+
+
+def shut_down_kernels(page):
+    """Shut down every kernel of the server, as JupyterLab's own requests do (with its XSRF cookie)."""
+    page.evaluate("""async () => {
+        const xsrf = decodeURIComponent(document.cookie.match(/_xsrf=([^;]+)/)[1]);
+        for (const k of await (await fetch('/api/kernels')).json()) {
+            await fetch('/api/kernels/' + k.id, {method: 'DELETE', headers: {'X-XSRFToken': xsrf}});
+        }
+    }""")
+
+
 def cells(page):
     return page.locator(".jp-Notebook .jp-Cell")
 
@@ -199,11 +216,10 @@ def status_latency(url: str) -> float:
     return time.monotonic() - started
 
 
-def test_student_validates_and_instructor_uses_formgrader(playwright_chromium, course):
-    browser, errors = playwright_chromium, []
-    student_log, instructor_log = course / "student-lab.log", course / "instructor-lab.log"
+def student_day(browser, course: Path, log: Path, errors: list) -> None:
+    """Chapter 03 in the student's JupyterLab: answer, run, validate, then reopen the next day."""
     notebook = f"{CHAPTER}/{CHAPTER}.ipynb"
-    with lab(course, "student", student_log) as url:
+    with lab(course, "student", log) as url:
         page = new_page(browser, errors)
         with step(page, "1-open-and-run"):
             open_notebook(page, url, notebook)
@@ -213,45 +229,72 @@ def test_student_validates_and_instructor_uses_formgrader(playwright_chromium, c
             page.keyboard.press("Control+s")
             page.wait_for_timeout(1000)
         with step(page, "2-validate"):
-            page.locator(".jp-Toolbar-item", has_text="Validate").click()
-            time.sleep(1.0)
-            assert status_latency(url) < 2.0, "the server stopped answering while Validate ran"
-            dialog = page.locator(".jp-Dialog", has_text="Validation Results")
-            dialog.wait_for(timeout=120_000)
-            text = dialog.inner_text()
-            assert "Failing test cell 1 of 7" in text, text[:2000]
-            assert "# Exercise 2: distinct units" in text and "AssertionError" in text, text[:3000]
-            assert "# Exercise 1:" not in text, "exercise 1 was answered right but Validate lists it"
-            dialog.locator("button", has_text="Ok").click()
-        with step(page, "3-reopen"):
+            validate(page, url)
+        with step(page, "3-assignment-list"):
+            panel = open_nbgrader_panel(page, "Assignment List")
+            panel.get_by_text("Released assignments").wait_for()
+            assert "rror" not in panel.inner_text(), panel.inner_text()  # "Error fetching ...", "Unwritable ..."
+        with step(page, "4-shut-down"):
+            shut_down_kernels(page)  # the next day: a widget's model would have lived in this kernel only
             page.close()
-            page = new_page(browser, errors)
+        page = new_page(browser, errors)
+        with step(page, "5-reopen"):
             open_notebook(page, url, notebook)
-            bars = cells(page).nth(cell_index(course, notebook, "code-08-run")).locator(".jp-OutputArea")
-            assert "all zeros: 100%" in bars.text_content(), "the progress bar's final state was not saved"
             page.wait_for_timeout(2000)  # a widget view would have tried to render by now
             body = page.locator(".jp-Notebook").text_content()
-            assert "Error displaying widget" not in body and "model not found" not in body
+            widgets = [w for w in ("Loading widget", "Error displaying widget", "model not found") if w in body]
+            assert not widgets, f"the reopened notebook shows widget placeholders or errors: {widgets}"
+            bars = cells(page).nth(cell_index(course, notebook, "code-08-run")).locator(".jp-OutputArea")
+            assert "all zeros: 100%" in bars.text_content(), "the progress bar's final state was not saved"
             page.close()
-    with lab(course, "instructor", instructor_log) as url:
+
+
+def validate(page, url: str) -> None:
+    """Click Validate; the server keeps answering; the dialog names exercise 2's test, not exercise 1's."""
+    page.locator(".jp-Toolbar-item", has_text="Validate").click()
+    time.sleep(1.0)
+    assert status_latency(url) < 2.0, "the server stopped answering while Validate ran"
+    dialog = page.locator(".jp-Dialog", has_text="Validation Results")
+    dialog.wait_for(timeout=120_000)
+    text = dialog.inner_text()
+    assert "Failing test cell 1 of 7" in text, text[:2000]
+    assert "# Exercise 2: distinct units" in text and "AssertionError" in text, text[:3000]
+    assert "# Exercise 1:" not in text, "exercise 1 was answered right but Validate lists it"
+    dialog.locator("button", has_text="Ok").click()
+
+
+def instructor_day(browser, course: Path, log: Path, errors: list) -> None:
+    """The instructor's JupyterLab: the course list, every assignment in Formgrader, a preview."""
+    with lab(course, "instructor", log) as url:
         page = new_page(browser, errors)
-        with step(page, "4-formgrader"):
+        with step(page, "6-course-list"):
             page.goto(f"{url}/lab?reset")
-            page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
-            page.locator("#jp-mainmenu-nbgrader").get_by_text("Formgrader", exact=True).click()
+            panel = open_nbgrader_panel(page, "Course List")
+            panel.get_by_text("dnn-tricks").wait_for()
+            assert "rror" not in panel.inner_text(), panel.inner_text()  # "Error fetching courses!"
+        with step(page, "7-formgrader"):
+            open_nbgrader_panel(page, "Formgrader")
             frame = page.frame_locator("iframe[src*='formgrader']")
             assignments = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
             frame.locator("td.name", has_text=assignments[-1]).wait_for(timeout=30_000)
             listed = frame.locator("td.name").all_inner_texts()
             assert sorted(listed) == assignments, listed
-        with step(page, "5-preview"):
+        with step(page, "8-preview"):
             frame.locator("tr", has_text=CHAPTER).locator("td.preview a").click()
             crumbs = page.locator(".jp-FileBrowser .jp-BreadCrumbs")
             page.wait_for_function("e => e.textContent.includes('notebooks/" + CHAPTER + "')",
                                    arg=crumbs.element_handle())
             page.locator(".jp-DirListing-item", has_text=f"{CHAPTER}.ipynb").wait_for()
             page.close()
+
+
+def test_student_validates_and_instructor_uses_formgrader(playwright_chromium, course):
+    errors = []
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    logs = course / "student-lab.log", course / "instructor-lab.log"
+    student_day(playwright_chromium, course, logs[0], errors)
+    instructor_day(playwright_chromium, course, logs[1], errors)
     assert not errors, "the browser console holds errors:\n" + "\n".join(errors)
-    for log in (student_log, instructor_log):
+    for log in logs:
         found = [m.group(0) for m in SERVER_ERRORS.finditer(log.read_text())]
         assert not found, f"{log.name} holds errors: {found}\n{log.read_text()[-5000:]}"
