@@ -22,20 +22,12 @@ from pathlib import Path
 ROOTS = {"instructor": ".", "student": "notebooks"}
 
 
-def exchange_root() -> Path:
-    """The exchange folder of nbgrader's configuration, read from the current directory as nbgrader does."""
-    from nbgrader.apps import NbGrader
-    from nbgrader.exchange.default.exchange import Exchange
-
-    app = NbGrader()
-    app.load_config_file()
-    return Path(Exchange(config=app.config).root)
-
-
 def ensure_exchange() -> None:
     """Create the configured exchange, writable by everyone with the sticky bit (nbgrader's set-up), or say
     why it cannot be."""
-    root = exchange_root()
+    from .instructor.gradebook import load_course
+
+    root = Path(load_course(Path.cwd()).exchange_root)  # as nbgrader and `course grade` read it
     if root.is_dir():
         return
     try:

@@ -32,13 +32,12 @@ def validate(notebook: str) -> dict:
     Returns the server extension's reply: ``{"success": True, "value": <Validator.validate's dict>}``,
     or ``{"success": False, "value": <what went wrong>}``.
     """
-    from nbgrader.apps import NbGrader
     from nbgrader.validator import Validator
 
+    from .instructor.gradebook import nbgrader_config
+
     try:
-        app = NbGrader()
-        app.load_config_file()
-        return {"success": True, "value": Validator(config=app.config).validate(notebook)}
+        return {"success": True, "value": Validator(config=nbgrader_config(Path.cwd())).validate(notebook)}
     except Exception:  # noqa: BLE001 - the dialog shows whatever went wrong, as nbgrader's handler does
         return {"success": False, "value": traceback.format_exc()}
 

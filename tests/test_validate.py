@@ -6,30 +6,17 @@ import sys
 import time
 from pathlib import Path
 
+from course_lib.instructor.gradebook import nbgrader_config
 from course_lib.validate import numbered
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _config():
-    """nbgrader's configuration as its apps load it from the course root."""
-    from nbgrader.apps import NbGrader
-
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        app = NbGrader()
-        app.load_config_file()
-        return app.config
-    finally:
-        os.chdir(cwd)
 
 
 def test_only_validate_skips_the_experiments():
     from nbgrader.preprocessors import Execute
     from nbgrader.validator import Validator
 
-    config = _config()
+    config = nbgrader_config(ROOT)
     assert Execute(parent=Validator(config=config)).skip_cells_with_tag == "experiment"
     assert Execute(config=config).skip_cells_with_tag != "experiment"  # autograde, course build: every cell
 
