@@ -164,12 +164,19 @@ def main(argv=None) -> dict:
     paths = pipelines(eigvals, eigvecs)
     compiled = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
     on_device = images.to(device)
-    timed = {name: time_batched(on_device, paths[name], args.batch_size, device, args.repeats)
-             for name in (["eager", "compiled", "compose"] if compiled else ["eager", "compose"])}
+    timed, failed = {}, {}
+    for name in ["eager", "compiled", "compose"] if compiled else ["eager", "compose"]:
+        try:
+            timed[name] = time_batched(on_device, paths[name], args.batch_size, device, args.repeats)
+        except Exception as exc:  # noqa: BLE001 - a failed compile is reported; the other paths still run
+            if name != "compiled":
+                raise
+            failed[name] = f"{type(exc).__name__}: {exc}"[:500]
+            print(f"compiled path failed: {failed[name]}")
     del on_device
     per_sample = time_per_sample(images[:min(args.per_sample_images, args.images)], paths["torchvision"], loader_batch,
                                  device, args.workers)
-    result = _result(args, device, loader_batch, timed, per_sample)
+    result = {**_result(args, device, loader_batch, timed, per_sample), "failed": failed}
     _report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
