@@ -445,3 +445,14 @@ def test_batch_pipeline_compiled_matches_eager():
     for seed in (0, 1):  # the second batch reuses the compiled graph
         params = A.BatchPipeline(16, padding=2, eigen=eigen, generator=_gen(seed)).sample(x)
         torch.testing.assert_close(compiled.apply(x, **params), eager.apply(x, **params), rtol=0, atol=1e-5)
+
+
+def test_samplers_without_a_generator_draw_on_the_batch_device(device):
+    x = _images(n=4, h=12, w=12, device=device)
+    eigvals, eigvecs = A.fit_fancy_pca(x)
+    samplers = [A.RandomHFlip(), A.RandomCrop(10, padding=1), A.RandomResizedCrop(8), A.RandomRotateScale(),
+                A.HSVJitter(), A.FancyPCA(eigvals, eigvecs), A.GaussianNoise(), A.BatchPipeline(10, 1, eigen=(eigvals, eigvecs))]
+    for sampler in samplers:
+        params = sampler.sample(x)
+        flat = [v for p in params.values() for v in (p.values() if isinstance(p, dict) else [p]) if torch.is_tensor(v)]
+        assert flat and all(v.device == x.device for v in flat), f"{type(sampler).__name__} drew off the batch's device"
