@@ -437,3 +437,33 @@ def test_flops_per_step_scale_with_the_batch_and_the_epoch_clock_times(digits):
         torch.randn(200, 200) @ torch.randn(200, 200)
     record = clock.record()
     assert 0 < record["epoch_host_seconds"] <= record["epoch_wall_seconds"] and "epoch_gpu_seconds" not in record
+
+
+def _benchmark(name):
+    """A module of benchmarks/ imported by path (the folder is no package)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dawnbench_time_needs_the_mean_and_every_seed_at_the_target():
+    """DAWNBench: the fixed budget's mean training time, only when the mean final accuracy and every seed
+    reach the target; a diverged seed reaches nothing."""
+    tta = _benchmark("time_to_accuracy")
+    hist = lambda acc: [{"epoch": 1, "train_seconds": 1.0, "test_acc": acc[0], "epoch_wall_seconds": 1.0,  # noqa: E731
+                         "epoch_host_seconds": 0.5}, {"epoch": 2, "train_seconds": 2.0, "test_acc": acc[1],
+                                                      "epoch_wall_seconds": 1.0, "epoch_host_seconds": 0.5}]
+    times = {"prep_seconds": 0.1, "compile_seconds": 0.0}
+    runs = [{"history": hist((0.92, 0.941)), "train_seconds": 2.0, "final_accuracy": 0.941, **times},
+            {"history": hist((0.90, 0.950)), "train_seconds": 4.0, "final_accuracy": 0.950, **times}]
+    assert tta.dawnbench_seconds(runs, 0.94) == 3.0
+    assert math.isnan(tta.dawnbench_seconds(runs, 0.945)), "one seed below the target"
+    summary = tta.summarize(runs, [0.94, 0.91], flops_per_epoch=2e12)
+    assert summary["reached_0.94"] == 2 and summary["time_to_0.94"] == 3.0 and summary["host_wall_ratio"] == 0.5
+    assert summary["first_epoch_time_to_0.91"] == 1.5 and summary["tflops"] == 2.0 and summary["diverged"] is None
+    runs[1]["diverged"] = 2
+    assert math.isnan(tta.dawnbench_seconds(runs, 0.94)) and tta.summarize(runs, [0.94])["diverged"] == "seed 1: diverged at epoch 2"
