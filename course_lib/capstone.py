@@ -244,6 +244,14 @@ def whitening_filters(images: Tensor, size: int = 3, eps: float = 5e-4) -> tuple
 # ------------------------------------------------------------------------------------------ the network
 
 
+def _batch_norm(width: int) -> nn.BatchNorm2d:
+    """``nn.BatchNorm2d(width)`` without its ``num_batches_tracked`` counter, which only a ``momentum=None``
+    (cumulative average) batch norm reads, and which otherwise costs one ``add_`` per layer per step."""
+    bn = nn.BatchNorm2d(width)
+    bn.num_batches_tracked = None
+    return bn
+
+
 class CapstoneNet(nn.Module):
     """``stem → [conv3x3 (×convs_per_block) → maxpool 2 → BN → ReLU] per width → global max pool → linear``.
 
@@ -262,7 +270,7 @@ class CapstoneNet(nn.Module):
                 layers.append(nn.Conv2d(channels, width, 3, padding=1, bias=not recipe.bn))
                 if i == 0:
                     layers.append(nn.MaxPool2d(2))
-                layers += [nn.BatchNorm2d(width) if recipe.bn else nn.Identity(), nn.ReLU()]
+                layers += [_batch_norm(width) if recipe.bn else nn.Identity(), nn.ReLU()]
                 channels = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_classes)

@@ -467,3 +467,14 @@ def test_dawnbench_time_needs_the_mean_and_every_seed_at_the_target():
     assert summary["first_epoch_time_to_0.91"] == 1.5 and summary["tflops"] == 2.0 and summary["diverged"] is None
     runs[1]["diverged"] = 2
     assert math.isnan(tta.dawnbench_seconds(runs, 0.94)) and tta.summarize(runs, [0.94])["diverged"] == "seed 1: diverged at epoch 2"
+
+
+def test_batch_norm_keeps_running_statistics_without_a_step_counter():
+    """The capstone's batch norm updates its running mean/var with momentum 0.1 as nn.BatchNorm2d does,
+    without the num_batches_tracked add_ (one op per layer per step)."""
+    ours, ref = C._batch_norm(3), nn.BatchNorm2d(3)
+    x = torch.randn(8, 3, 4, 4) * 2 + 1
+    torch.testing.assert_close(ours(x), ref(x))
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+    assert "num_batches_tracked" not in ours.state_dict() and int(ref.num_batches_tracked) == 1
