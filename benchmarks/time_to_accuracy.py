@@ -216,7 +216,7 @@ def markdown(fast: dict, conv: dict | None, targets, seeds: int, conv_seeds: int
                      f"{fmt(r, '.2f', 'x') if ratio else ''} |")
     row("data loading, stats, whitening fit", "prep_seconds")
     row("warm-up (not timed: compile, cuDNN search, workers)", "warmup_seconds")
-    row("compile (inside the warm-up, first seed)", "compile_seconds")
+    row("compile warm-up per seed (the first compile is in the warm-up above)", "compile_seconds")
     row("training seconds per epoch (wall)", "seconds_per_epoch", ".3f", ratio=True)
     row("host seconds per epoch (until the last op is queued)", "host_seconds_per_epoch", ".3f")
     row("host / wall (near 1: launch-bound)", "host_wall_ratio", ".2f", "")
