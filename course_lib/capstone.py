@@ -129,7 +129,7 @@ PROFILES = {
     "quick": dict(n_train=2000, n_test=2000, seeds=[0],
                   recipe=Recipe(epochs=3, batch_size=64, lr=0.2, widths=(16, 32, 64), members=2, whiten_images=512)),
     "full": dict(n_train=None, n_test=None, seeds=[0, 1, 2, 3, 4],
-                 recipe=Recipe(epochs=10, batch_size=256, lr=0.2, widths=(64, 128, 256), convs_per_block=2, members=2)),
+                 recipe=Recipe(epochs=10, batch_size=512, lr=0.4, widths=(64, 128, 256), convs_per_block=2, members=2)),
 }
 
 # -------------------------------------------------------------------------------- data and augmentation

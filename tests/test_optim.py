@@ -213,7 +213,7 @@ def test_sparse_logistic_frequencies_labels_and_floor(device):
     assert p.weight[:10].abs().max() < p.weight[10:].abs().max() / 3
     # the labels follow the true weights: their loss is the floor, and below the loss of a constant guess
     floor = p.bayes_loss()
-    base = float(torch.nn.functional.binary_cross_entropy(p.y.double().mean().expand(20000), p.y.double().cpu()))
+    base = float(torch.nn.functional.binary_cross_entropy(p.y.double().mean().expand(20000).cpu(), p.y.double().cpu()))
     assert floor < base
     assert p.bayes_loss(slice(0, 100)) == pytest.approx(float(torch.nn.functional.binary_cross_entropy_with_logits(
         p.x[:100].double().cpu() @ p.weight, p.y[:100].double().cpu())))
