@@ -32,6 +32,13 @@ def test_a_wrong_value_fails_against_the_trusted_value_even_if_the_kernel_agreed
     assert "1 of 2 elements differ" in message and "expected 2, got 5" in message
 
 
+def test_a_single_number_reads_plainly():
+    trusted = verdict.trusted_checks([_close("s", 1.5, 1.5)])
+    message = verdict.compare(trusted, [_close("s", 1.7, 1.7)])
+    assert message.startswith("s: differs from the instructor's solution") and "expected 1.5, got 1.7" in message
+    assert "elements" not in message and "index" not in message
+
+
 def test_self_checks_compare_with_the_students_own_expected_value():
     got = [_close("a", [1.0, 5.0], [1.0, 5.0]), {"kind": "raises", "name": "r", "raised": True}]
     assert verdict.compare(TRUSTED, got, self_checks=["a"]) is None

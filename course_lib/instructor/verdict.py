@@ -67,9 +67,11 @@ def _describe(actual: np.ndarray, want: np.ndarray, ok: np.ndarray, rtol: float,
     flat = int(np.argmax(err))
     index = tuple(int(i) for i in np.unravel_index(flat, want.shape)) if want.ndim else ()
     e, a = float(want.reshape(-1)[flat]), float(actual.reshape(-1)[flat])
+    values = f"expected {e:.6g}, got {a:.6g} (relative error {abs(a - e) / max(abs(e), 1e-12):.3g})"
+    if want.size == 1:  # a single number reads plainly, as in the kernel's own message
+        return f"{name}: differs from the instructor's solution (rtol={rtol:g}, atol={atol:g}): {values}"
     return (f"{name}: {int((~ok).sum())} of {ok.size} elements differ from the instructor's solution "
-            f"(rtol={rtol:g}, atol={atol:g}); worst at index {index}: expected {e:.6g}, got {a:.6g} "
-            f"(relative error {abs(a - e) / max(abs(e), 1e-12):.3g})")
+            f"(rtol={rtol:g}, atol={atol:g}); worst at index {index}: {values}")
 
 
 def _close(trusted: dict, got: dict, own_expected: bool) -> str | None:
