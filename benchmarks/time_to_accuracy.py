@@ -35,8 +35,18 @@ regenerates every JSON result. Usage::
     python benchmarks/time_to_accuracy.py --device cuda --seeds 5 --epochs 10 --targets 0.93 0.94 --compile \\
         --widths 64 128 256 --convs-per-block 2 --conventional-seeds 1 --conventional-epochs 1
 
-Results go to stdout as markdown tables and to ``build/benchmarks/time_to_accuracy.json`` and
-``build/benchmarks/ablation.json``.
+The candidate tricks of :data:`course_lib.capstone.CANDIDATES` (off by default, not yet measured) are
+switched on in the timed recipe with ``--ema`` (``--ema-decay``), ``--alternating-flips``,
+``--whiten-bias-epochs N`` and ``--tta-views N``; ``--candidates NAME ...`` ablates them on the timed
+recipe (the whole training set, ``--seeds`` seeds): the recipe, then each candidate switched on alone
+(:func:`course_lib.capstone.ablation`), into ``build/benchmarks/candidates.json``::
+
+    python benchmarks/time_to_accuracy.py --device cuda --seeds 5 --epochs 12 --batch-size 512 --lr 0.4 \
+        --widths 64 128 256 --convs-per-block 2 --compile --skip-timing --ablation none \
+        --candidates ema alternating_flips whiten_bias multiview_tta
+
+Results go to stdout as markdown tables and to ``build/benchmarks/time_to_accuracy.json``,
+``build/benchmarks/ablation.json`` and ``build/benchmarks/candidates.json``.
 """
 from __future__ import annotations
 
@@ -147,7 +157,7 @@ def conventional_run(recipe: C.Recipe, loader: DataLoader, ds: data.Dataset, see
         with C.EpochClock(device) as clock:
             loss = conventional_epoch(net, loader, opt, sched, recipe, device)
         seconds += clock.wall
-        acc = float(C.accuracy(C.predict_probs([net], x_test, tta=recipe.tta), ds.y_test))
+        acc = float(C.accuracy(C.predict_probs([net], x_test, tta=recipe.tta, views=recipe.tta_views), ds.y_test))
         history.append({"epoch": epoch, "train_seconds": seconds, "train_loss": loss, "test_acc": acc, **clock.record()})
         if not math.isfinite(loss):
             diverged = epoch
@@ -264,6 +274,27 @@ def run_ablation(profile: str, root: Path, device: torch.device, threads: int | 
             "summary": summary.reset_index().to_dict("records"), "verdicts": verdict.to_dict()}
 
 
+def run_candidates(recipe: C.Recipe, names, seeds: int, root: Path, device: torch.device, n_train=None) -> dict:
+    """The candidate tricks ``names`` switched on one at a time in ``recipe`` on the whole Fashion-MNIST
+    training set (or its first ``n_train`` images), ``seeds`` seeds, against the recipe itself
+    (:func:`course_lib.capstone.ablation` with no trick removed); prints the table, returns the JSON record."""
+    ds = data.load_dataset("fashion_mnist", root=root, device=device, verbose=False)
+    if n_train:
+        ds = dataclasses.replace(ds, x_train=ds.x_train[:n_train], y_train=ds.y_train[:n_train])
+    started = time.perf_counter()
+    frame = C.ablation(recipe, ds, range(seeds), tricks=(), candidates=names,
+                       progress=lambda row: print(f"  {row['removed']}, seed {row['seed']}: {row['accuracy']:.2%} "
+                                                  f"in {row['train_seconds']:.2f} s", flush=True))
+    summary = C.summarize_ablation(frame)
+    verdict = C.verdicts(summary, len(ds.x_test)).reindex(summary.index).fillna("")
+    print(f"\ncandidate tricks ({len(ds.x_train)} training / {len(ds.x_test)} test images, {seeds} seed(s), "
+          f"{recipe.epochs} epochs, {time.perf_counter() - started:.0f} s)\n")
+    print(frame_markdown(summary.assign(verdict=verdict)))
+    return {"n_train": len(ds.x_train), "n_test": len(ds.x_test), "seeds": seeds, "candidates": list(names),
+            "recipe": dataclasses.asdict(recipe), "runs": frame.to_dict("records"),
+            "summary": summary.reset_index().to_dict("records"), "verdicts": verdict.to_dict()}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=str(runtime.get_device()))
@@ -279,6 +310,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path")
     parser.add_argument("--compile-mode", default=None,
                         help="torch.compile mode on CUDA (default: the recipe's, reduce-overhead: CUDA graphs)")
+    parser.add_argument("--ema", action="store_true", help="candidate: evaluate a moving average of the weights")
+    parser.add_argument("--ema-decay", type=float, default=None, help="its decay d (default: the recipe's)")
+    parser.add_argument("--alternating-flips", action="store_true", help="candidate: flip each image every other epoch")
+    parser.add_argument("--whiten-bias-epochs", type=int, default=None,
+                        help="candidate: train the whitening bias for the first N epochs (default 0: frozen)")
+    parser.add_argument("--tta-views", type=int, default=None,
+                        help="candidate: TTA views, 1 to 6 (default 2: flip; 4, 6: with ±1-pixel shifts)")
+    parser.add_argument("--candidates", nargs="+", default=None, choices=list(C.CANDIDATES),
+                        help="ablate these candidate tricks on the timed recipe (each switched on alone)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="DataLoader workers of the conventional loop (default: every core)")
     parser.add_argument("--conventional-seeds", type=int, default=None,
@@ -306,12 +346,18 @@ def main(argv=None) -> dict:
     recipe = C.BENCHMARK_RECIPE.but(compile=args.compile, members=args.members, ensemble=args.members > 1)
     changes = {"epochs": args.epochs, "widths": tuple(args.widths) if args.widths else None,
                "convs_per_block": args.convs_per_block, "batch_size": args.batch_size, "lr": args.lr,
-               "compile_mode": args.compile_mode}
+               "compile_mode": args.compile_mode, "ema": args.ema or None, "ema_decay": args.ema_decay,
+               "alternating_flips": args.alternating_flips or None, "whiten_bias_epochs": args.whiten_bias_epochs,
+               "tta_views": args.tta_views}
     recipe = recipe.but(**{k: v for k, v in changes.items() if v is not None})
     root = data.data_root()
 
     args.out.mkdir(parents=True, exist_ok=True)
     result = {} if args.skip_timing else time_to_accuracy(args, device, recipe, seeds, targets, root)
+    if args.candidates:
+        record = run_candidates(recipe, args.candidates, seeds, root, device, args.n_train)
+        (args.out / "candidates.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.out / 'candidates.json'}")
     profile = args.ablation or runtime.profile()
     if profile != "none":
         threads = args.ablation_threads or (None if cuda else 1)
@@ -339,12 +385,13 @@ def time_to_accuracy(args, device, recipe, seeds, targets, root) -> dict:
     load_seconds = time.perf_counter() - started
     steps = len(ds.x_train) // recipe.batch_size
     flops_epoch = C.flops_per_step(recipe, ds) * steps
-    conv_recipe = recipe.but(epochs=args.conventional_epochs or recipe.epochs, compile=False)
+    conv_recipe = recipe.but(epochs=args.conventional_epochs or recipe.epochs, compile=False,  # candidates: fast path only
+                             ema=False, alternating_flips=False, whiten_bias_epochs=0)
     conv_seeds = 0 if args.skip_conventional else min(args.conventional_seeds or seeds, seeds)
     print(f"device: {device} ({runtime.device_name(device)}), {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {recipe.epochs} epochs, batch {recipe.batch_size}, lr {recipe.lr}, "
           f"widths {recipe.widths}, {recipe.convs_per_block} conv(s) per block, compile "
-          f"{recipe.compile_mode if recipe.compile else 'off'}, {seeds} seed(s); conventional: {conv_seeds} seed(s) of "
+          f"{recipe.compile_mode if recipe.compile else 'off'}, {seeds} seed(s), {recipe.label()}; conventional: {conv_seeds} seed(s) of "
           f"{conv_recipe.epochs} epoch(s), {args.workers} workers; {flops_epoch / 1e12:.2f} TFLOP per epoch; "
           f"dataset loaded onto the device in {load_seconds:.2f} s", flush=True)
     fast_runs, conv_runs, warm = [], [], {"fast": 0.0, "conventional": 0.0}

@@ -20,6 +20,19 @@ The tricks, and where the course teaches them:
 - ``tta``: test-time flip averaging, the softmax probabilities of the image and its mirror averaged.
 - ``ensemble``: ``members`` networks from different seeds, probabilities averaged (chapter 08).
 
+Four candidate tricks from airbench, each off by default and not yet measured here (:data:`CANDIDATES`;
+``ablation(..., candidates=...)`` switches each on alone against the recipe):
+
+- ``ema``: the networks are evaluated with an exponential moving average of their weights,
+  ``θ̄_t = d·θ̄_{t−1} + (1 − d)·θ_t`` after every step (Polyak & Juditsky 1992; airbench's lookahead-style
+  weight averaging), ``d = ema_decay``;
+- ``alternating_flips``: each training image is flipped on alternate epochs, starting from a random
+  per-image choice in the first epoch, instead of a fresh coin per epoch (KellerJordan/cifar10-airbench);
+- ``whiten_bias_epochs``: with ``whiten``, the whitening stem's bias is trained for the first N epochs
+  (its weights stay frozen), then frozen too (airbench: 3 epochs);
+- ``tta_views``: the views that TTA averages: 2 is the flip TTA above, 4 and 6 add the flipped and
+  unflipped ±1-pixel translations (airbench's multi-view TTA), probabilities averaged.
+
 The fast path computes the same thing as a plain loop, only faster: the data stay on the device, each
 epoch is shuffled and augmented in one pass (its random parameters drawn in one call each, on the
 device) and cut into batches by slicing, the optimizer is fused Nesterov SGD whose learning rate is
@@ -31,9 +44,11 @@ loss ends the run as *diverged*). On CUDA it runs ``channels_last`` under bf16 a
 (``compile_mode``, by default ``"reduce-overhead"``: CUDA graphs), compiled once per process and
 reused by every seed and member, with its compile time reported on its own.
 
-Sources: Keller Jordan (2024), "94% on CIFAR-10 in 3.29 seconds on a single A100" (airbench: the
-device-resident loader, patch whitening, label smoothing 0.2, Nesterov SGD with warm-up and decay,
-flip TTA); Szegedy et al. (2016), "Rethinking the Inception Architecture", section 7 (label smoothing);
+Sources: Keller Jordan (2024), "94% on CIFAR-10 in 3.29 seconds on a single A100" (airbench,
+github.com/KellerJordan/cifar10-airbench: the device-resident loader, patch whitening, label smoothing 0.2,
+Nesterov SGD with warm-up and decay, flip TTA, and the candidates: weight averaging, alternating flips,
+the trained whitening bias, multi-view TTA); Polyak & Juditsky (1992), "Acceleration of stochastic
+approximation by averaging" (weight averaging); Szegedy et al. (2016), "Rethinking the Inception Architecture", section 7 (label smoothing);
 He et al. (2015), "Delving Deep into Rectifiers" (He init); Ioffe & Szegedy (2015) (batch norm);
 Coleman et al. (2017), DAWNBench (time to accuracy).
 """
@@ -56,6 +71,12 @@ from .data import Dataset
 TRICKS = ("augment", "whiten", "he_init", "bn", "schedule", "label_smoothing", "tta", "ensemble")
 EVAL_TRICKS = ("tta", "ensemble")  # removing these needs no retraining: the same networks, evaluated differently
 FULL = "none (full recipe)"
+#: The candidate tricks (off in every recipe by default): the fields each switches on, for
+#: ``ablation(..., candidates=...)`` and the benchmark's ``--candidates``. Not measured yet.
+CANDIDATES = {"ema": {"ema": True}, "alternating_flips": {"alternating_flips": True},
+              "whiten_bias": {"whiten_bias_epochs": 3}, "multiview_tta": {"tta_views": 6}}
+EVAL_CANDIDATES = ("multiview_tta",)  # read off the recipe's own networks, no retraining
+ADDED = "added "                      # the ablation's row label of a candidate switched on
 
 # ------------------------------------------------------------------------------------------ the recipe
 
@@ -93,6 +114,12 @@ class Recipe:
     amp: bool = True                # bf16 autocast + channels_last, on CUDA only
     compile: bool = False           # torch.compile (pays on a GPU for long runs; off by default)
     compile_mode: str = "reduce-overhead"  # torch.compile's mode on CUDA (CUDA graphs); "default" on a CPU
+    # candidate tricks (CANDIDATES), off by default
+    ema: bool = False               # evaluate an exponential moving average of the weights
+    ema_decay: float = 0.99         # d in θ̄ ← d·θ̄ + (1 − d)·θ, after every step
+    alternating_flips: bool = False  # each image flipped on alternate epochs (needs augment)
+    whiten_bias_epochs: int = 0     # train the whitening stem's bias for the first N epochs (needs whiten)
+    tta_views: int = 2              # views averaged by TTA: 1 none, 2 flip, 4/6 flip and ±1-pixel shifts
 
     def without(self, *tricks: str) -> "Recipe":
         """A copy with ``tricks`` (names in :data:`TRICKS`) switched off."""
@@ -114,10 +141,17 @@ class Recipe:
         """``{trick: on}`` for every trick."""
         return {t: getattr(self, t) for t in TRICKS}
 
+    def candidates(self) -> dict:
+        """``{candidate: on}`` for every name of :data:`CANDIDATES` (``tta_views`` other than 2 counts as on)."""
+        return {"ema": self.ema, "alternating_flips": self.alternating_flips,
+                "whiten_bias": self.whiten_bias_epochs > 0, "multiview_tta": self.tta_views != 2}
+
     def label(self) -> str:
-        """The tricks that are off, for tables: ``"full recipe"`` or ``"without bn, tta"``."""
+        """The tricks that are off and the candidates that are on, for tables: ``"full recipe"``,
+        ``"without bn, tta"`` or ``"full recipe + ema"``."""
         off = [t for t in TRICKS if not getattr(self, t)]
-        return "full recipe" if not off else "without " + ", ".join(off)
+        on = [name for name, on in self.candidates().items() if on]
+        return ("full recipe" if not off else "without " + ", ".join(off)) + ("".join(f" + {c}" for c in on))
 
 
 #: The recipe of ``benchmarks/time_to_accuracy.py`` (one network, the whole training set).
@@ -158,14 +192,27 @@ def augment_batch(images: Tensor, flip: Tensor, top: Tensor, left: Tensor, mean:
 
 
 def draw_epoch(n: int, batch_size: int, padding: int, flip: bool, generator: torch.Generator,
-               device) -> dict:
+               device, flip_base: Tensor | None = None, epoch: int = 0) -> dict:
     """One epoch's random parameters, each drawn in one call on ``device``: the order of the
-    ``(n // batch_size)·batch_size`` images used, their flip mask and crop offsets ``0 .. 2·padding``."""
+    ``(n // batch_size)·batch_size`` images used, their flip mask and crop offsets ``0 .. 2·padding``.
+
+    With ``flip_base`` (a flip per image, drawn once: :func:`alternating_flip_base`) the flips are not
+    drawn but alternate: image ``i`` is flipped in epoch ``e`` (0-based) iff ``flip_base[i] XOR (e odd)``."""
     keep = n // batch_size * batch_size
     order = torch.randperm(n, generator=generator, device=device)[:keep]
-    mask = (torch.rand(keep, generator=generator, device=device) < 0.5) if flip else None
+    if flip and flip_base is not None:
+        mask = flip_base[order] ^ bool(epoch % 2)
+    else:
+        mask = (torch.rand(keep, generator=generator, device=device) < 0.5) if flip else None
     offsets = torch.randint(0, 2 * padding + 1, (2, keep), generator=generator, device=device) if padding else None
     return {"order": order, "flip": mask, "offsets": offsets}
+
+
+def alternating_flip_base(n: int, generator: torch.Generator, device) -> Tensor:
+    """The first epoch's flips of airbench's alternating flips (KellerJordan/cifar10-airbench): one coin per
+    image, ``(n,)`` bool, drawn once per run; :func:`draw_epoch` inverts it on every odd epoch, so each
+    image is seen mirrored exactly every other epoch rather than on a fresh coin."""
+    return torch.rand(n, generator=generator, device=device) < 0.5
 
 
 def smoothed_targets(y: Tensor, num_classes: int, smoothing: float) -> Tensor:
@@ -176,7 +223,8 @@ def smoothed_targets(y: Tensor, num_classes: int, smoothing: float) -> Tensor:
 
 def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tensor, *, padding: int = 2,
                   flip: bool = True, generator: torch.Generator, memory_format=torch.contiguous_format,
-                  chunk: int = 8192, smoothing: float = 0.0, num_classes: int | None = None) -> list[tuple]:
+                  chunk: int = 8192, smoothing: float = 0.0, num_classes: int | None = None,
+                  flip_base: Tensor | None = None, epoch: int = 0) -> list[tuple]:
     """One epoch of shuffled, augmented, normalized batches ``(xb, yb)``, cut from one tensor by slicing.
 
     The parameters come from :func:`draw_epoch` (one call each); :func:`augment_batch` is applied to
@@ -185,9 +233,10 @@ def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tens
     images are only normalized. Every batch is full (the last partial batch is dropped). With
     ``smoothing`` > 0 each batch is ``(xb, yb, qb)``, ``qb`` the :func:`smoothed_targets` of the epoch
     computed once, so the step's loss is ``F.cross_entropy(logits, qb)``: half the ops of
-    ``label_smoothing=ε``, which rebuilds the smoothing term at every step.
+    ``label_smoothing=ε``, which rebuilds the smoothing term at every step. ``flip_base`` and ``epoch``
+    (0-based) make the flips alternate (:func:`draw_epoch`).
     """
-    d = draw_epoch(len(x), batch_size, padding, flip, generator, x.device)
+    d = draw_epoch(len(x), batch_size, padding, flip, generator, x.device, flip_base, epoch)
     order, parts = d["order"], []
     for i in range(0, len(order), chunk):
         images = x[order[i:i + chunk]]
@@ -228,7 +277,8 @@ def whitening_filters(images: Tensor, size: int = 3, eps: float = 5e-4) -> tuple
     with ``"pca"``: eigenvector filters, not ZCA's centre-surround ones). The filters are followed by their
     negatives, so that a ReLU after the layer keeps both signs. Returns ``(weight (2K, C, size, size),
     bias (2K,))`` with ``K = C·size²``; :func:`build_net` copies both into the stem and freezes them, so
-    the bias here is the fixed centring term and is never trained.
+    the bias here is the fixed centring term, trained only with ``Recipe.whiten_bias_epochs`` > 0 (for
+    that many epochs, starting from this centring term rather than airbench's 0).
 
     airbench differs in two ways: its filters come from the *uncentred* second moment of the normalized
     patches (``patches.T @ patches / n``), and its whitening conv has a learnable bias, initialised to 0
@@ -290,7 +340,8 @@ def build_net(recipe: Recipe, x_train: Tensor, num_classes: int, *, mean=None, s
 
     Weights: He normal (``he_init``) or ``0.01·N(0,1)``, biases 0 (:func:`course_lib.init.init_module_`).
     With ``whiten`` the stem gets :func:`whitening_filters` of the first ``whiten_images`` training images
-    (normalized with ``mean``/``std``) and is frozen.
+    (normalized with ``mean``/``std``) and is frozen; with ``whiten_bias_epochs`` > 0 its bias stays
+    trainable (:func:`make_optimizer` gives it its own group, which :func:`freeze_whiten_bias` stops).
     """
     net = CapstoneNet(x_train.shape[1], num_classes, recipe)  # initialised on the CPU: the same weights on any device
     init.init_module_(net, "kaiming_normal" if recipe.he_init else "small", generator=generator)
@@ -303,7 +354,8 @@ def build_net(recipe: Recipe, x_train: Tensor, num_classes: int, *, mean=None, s
         with torch.no_grad():
             net.stem.weight.copy_(weight)
             net.stem.bias.copy_(bias)
-        net.stem.requires_grad_(False)
+        net.stem.weight.requires_grad_(False)
+        net.stem.bias.requires_grad_(recipe.whiten_bias_epochs > 0)
     return net
 
 
@@ -335,14 +387,34 @@ def make_optimizer(net: nn.Module, recipe: Recipe, steps: int) -> tuple[torch.op
     """Nesterov SGD (``torch.optim.SGD``, fused where the device supports it, else foreach:
     :func:`course_lib.train.lean_optimizer_options`) and the per-step rates of :func:`lr_schedule`.
 
-    The caller sets ``param_group["lr"]`` to ``rates[t]`` before step ``t`` (:func:`course_lib.train.set_lr`):
-    a Python float, so no scheduler object runs and no tensor op is launched for it.
+    The caller sets the rate to ``rates[t]`` before step ``t`` (:func:`set_rates`): a Python float, so no
+    scheduler object runs and no tensor op is launched for it. A trainable whitening bias
+    (``whiten_bias_epochs``) gets a group of its own, ``{"name": "whiten_bias", "lr_scale": 1.0}``.
     """
-    params = [p for p in net.parameters() if p.requires_grad]
+    bias = net.stem.bias if recipe.whiten and recipe.whiten_bias_epochs > 0 and isinstance(net, CapstoneNet) else None
+    params = [p for p in net.parameters() if p.requires_grad and p is not bias]
+    groups = [{"params": params}] + ([{"params": [bias], "name": "whiten_bias", "lr_scale": 1.0}] if bias is not None else [])
     rates = lr_schedule(recipe, steps)
-    opt = torch.optim.SGD(params, lr=rates[0] if rates else recipe.lr, momentum=recipe.momentum, nesterov=True,
+    opt = torch.optim.SGD(groups, lr=rates[0] if rates else recipe.lr, momentum=recipe.momentum, nesterov=True,
                           weight_decay=recipe.weight_decay, **train.lean_optimizer_options(params[0].device))
     return opt, rates
+
+
+def set_rates(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's rate ``lr·lr_scale`` (``lr`` where a group has no ``lr_scale``), a plain number: no
+    scheduler object, no tensor op (:func:`course_lib.train.set_lr` with a per-group factor)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
+
+
+def freeze_whiten_bias(optimizer: torch.optim.Optimizer, epoch: int, recipe: Recipe) -> None:
+    """Before ``epoch`` (1-based): the whitening bias's ``lr_scale`` is 1 for ``epoch ≤ whiten_bias_epochs``,
+    then 0 (airbench trains it for its first 3 epochs). A zero rate leaves it exactly unchanged
+    (``p − 0·v = p``) while it keeps ``requires_grad``: switching that off would change the graph, and a
+    compiled step would recompile inside the timed loop."""
+    for group in optimizer.param_groups:
+        if group.get("name") == "whiten_bias":
+            group["lr_scale"] = 1.0 if epoch <= recipe.whiten_bias_epochs else 0.0
 
 
 # ------------------------------------------------------------------------------- the fast step loop
@@ -388,8 +460,26 @@ def compiled_forward_loss(mode: str = "default"):
     return _COMPILED[mode]
 
 
+def ema_state(average: nn.Module, live: nn.Module, decay: float) -> tuple[list, list, float]:
+    """``(averaged tensors, live tensors, 1 − decay)`` for :func:`ema_update`: every floating-point entry of the
+    two state dicts (parameters and batch-norm statistics, as airbench's weight averaging), in the same order.
+    ``average`` starts as a copy of ``live`` (θ̄_0 = θ_0) and gets no gradients."""
+    average.requires_grad_(False)
+    pick = lambda m: [t for t in m.state_dict().values() if t.is_floating_point()]  # noqa: E731
+    return pick(average), pick(live), 1.0 - decay
+
+
+def ema_update(state: tuple[list, list, float]) -> None:
+    """``θ̄ ← d·θ̄ + (1 − d)·θ`` for every tensor, in one multi-tensor ``lerp_`` (``θ̄ + (1 − d)·(θ − θ̄)``):
+    after ``T`` steps ``θ̄_T = d^T·θ_0 + Σ_{t=1..T} (1 − d)·d^{T−t}·θ_t`` (Polyak & Juditsky 1992's average,
+    exponentially weighted). No host read."""
+    averages, live, weight = state
+    with torch.no_grad():
+        torch._foreach_lerp_(averages, live, weight)
+
+
 def train_epoch(model: nn.Module, batches, optimizer, rates, smoothing: float, amp: bool = False,
-                step_fn=forward_loss, mark_step: bool = False) -> tuple[Tensor, Tensor]:
+                step_fn=forward_loss, mark_step: bool = False, ema: tuple | None = None) -> tuple[Tensor, Tensor]:
     """One pass over ``batches`` (``(xb, yb)`` or ``(xb, yb, smoothed target)``); returns every step's loss ``(B,)`` and the count of correct predictions,
     *as device tensors*.
 
@@ -397,32 +487,52 @@ def train_epoch(model: nn.Module, batches, optimizer, rates, smoothing: float, a
     its compiled form), backpropagates, takes the (fused) optimizer step and writes its loss into a
     preallocated tensor. Nothing reads a value back to the host (no ``.item()``, ``float()``, ``bool()``):
     the GPU never waits for Python, and Python never waits for the GPU. ``mark_step`` tells CUDA graphs
-    (``reduce-overhead``) that a new step begins.
+    (``reduce-overhead``) that a new step begins. With ``ema`` (:func:`ema_state`) each step ends with
+    :func:`ema_update`.
     """
     model.train()
     device = next(model.parameters()).device
     losses = torch.empty(len(batches), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     for i, (xb, yb, *target) in enumerate(batches):
-        train.set_lr(optimizer, rates[i])
+        set_rates(optimizer, rates[i])
         if mark_step:
             torch.compiler.cudagraph_mark_step_begin()
         loss, right = step_fn(model, xb, yb, smoothing, amp, *target)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema_update(ema)
         with torch.no_grad():
             losses[i] = loss
             correct += right
     return losses, correct
 
 
-def view_logits(models, x: Tensor, *, tta: bool = True, batch_size: int = 500, ctx=None,
+def tta_view_images(x: Tensor, n: int = 2) -> list[Tensor]:
+    """The first ``n`` (1 to 6) test-time views of ``x``: ``x``, ``hflip(x)``, then airbench's translations
+    by one pixel (KellerJordan/cifar10-airbench, ``infer_mirror_translate``): ``s₊ = reflect-pad(x, 1)``
+    cropped at ``(0, 0)`` (content moved down and right) and ``hflip(s₊)``, then ``s₋`` cropped at ``(2, 2)``
+    (up and left) and ``hflip(s₋)``."""
+    if not 1 <= n <= 6:
+        raise ValueError(f"tta_views must be 1 to 6, got {n}")
+    views = [x, x.flip(-1)]
+    if n > 2:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        for shifted in (padded[..., :h, :w], padded[..., 2:, 2:]):
+            views += [shifted, shifted.flip(-1)]
+    return views[:n]
+
+
+def view_logits(models, x: Tensor, *, tta: bool = True, views: int = 2, batch_size: int = 500, ctx=None,
                 memory_format=torch.contiguous_format) -> Tensor:
-    """Logits ``(V, K, N, C)`` of the ``K`` members on the ``V`` views of ``x``: itself and, with ``tta``,
-    its mirror image (:func:`course_lib.ensemble.predict_logits`, in eval mode), as float32."""
+    """Logits ``(V, K, N, C)`` of the ``K`` members on the ``V`` views of ``x``: with ``tta`` the first
+    ``views`` of :func:`tta_view_images` (2: itself and its mirror image), else ``x`` alone
+    (:func:`course_lib.ensemble.predict_logits`, in eval mode), as float32."""
     ctx = ctx if ctx is not None else contextlib.nullcontext()
-    views = [x, x.flip(-1)] if tta else [x]
+    views = tta_view_images(x, views if tta else 1)
     with ctx:
         out = [ensemble.predict_logits(list(models), v.contiguous(memory_format=memory_format), batch_size)
                for v in views]
@@ -430,10 +540,11 @@ def view_logits(models, x: Tensor, *, tta: bool = True, batch_size: int = 500, c
 
 
 def predict_probs(models, x: Tensor, *, tta: bool = True, **kwargs) -> Tensor:
-    """Probabilities ``(N, C)``: the softmax averaged over the members and, with ``tta``, the two flips.
+    """Probabilities ``(N, C)``: the softmax averaged over the members and, with ``tta``, the views.
 
-    ``mean_{k, v} softmax(f_k(v(x)))`` with views ``v ∈ {identity, hflip}``
-    (:func:`course_lib.ensemble.average_probs` over the member × view logits of :func:`view_logits`).
+    ``mean_{k, v} softmax(f_k(v(x)))`` with views ``v ∈ {identity, hflip}`` (``views=2``, the default) or
+    more of :func:`tta_view_images` (:func:`course_lib.ensemble.average_probs` over the member × view logits
+    of :func:`view_logits`).
     """
     logits = view_logits(models, x, tta=tta, **kwargs)
     return ensemble.average_probs(logits.flatten(0, 1))
@@ -560,7 +671,11 @@ class EpochClock:
 
 def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each_epoch: bool = False) -> dict:
     """Train one network of ``recipe`` on ``ds`` with ``seed``; returns its model, history, times and
-    ``diverged`` (the epoch whose losses were not all finite; training stops there, else None)."""
+    ``diverged`` (the epoch whose losses were not all finite; training stops there, else None).
+
+    With ``ema`` the model returned (and evaluated) is the weights' moving average (:func:`ema_update`);
+    with ``alternating_flips`` the flips of epoch 1 are drawn once (:func:`alternating_flip_base`) and
+    alternate; with ``whiten_bias_epochs`` the stem's bias is trained for those epochs only."""
     device = ds.x_train.device
     fmt, amp = _memory_format(device, recipe), _amp(device, recipe)
     generator = runtime.seed_everything(seed)           # initial weights: drawn on the CPU, the same on any device
@@ -584,14 +699,19 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
     opt, rates = make_optimizer(net, recipe, recipe.epochs * per_epoch)
     smoothing = recipe.smoothing if recipe.label_smoothing else 0.0
     padding = recipe.padding if recipe.augment else 0
+    average = copy.deepcopy(net) if recipe.ema else net
+    ema = ema_state(average, net, recipe.ema_decay) if recipe.ema else None
+    flip_base = (alternating_flip_base(len(ds.x_train), draws, device)
+                 if recipe.alternating_flips and recipe.augment else None)
     history, seconds, diverged = [], 0.0, None
     for epoch in range(1, recipe.epochs + 1):
+        freeze_whiten_bias(opt, epoch, recipe)
         with EpochClock(device) as clock:
             batches = epoch_batches(ds.x_train, ds.y_train, recipe.batch_size, mean, std, padding=padding,
                                     flip=recipe.augment, generator=draws, memory_format=fmt, smoothing=smoothing,
-                                    num_classes=ds.num_classes)
+                                    num_classes=ds.num_classes, flip_base=flip_base, epoch=epoch - 1)
             losses, correct = train_epoch(net, batches, opt, rates[(epoch - 1) * per_epoch:], smoothing, amp,
-                                          step_fn, mark_step)
+                                          step_fn, mark_step, ema)
         seconds += clock.wall
         n = per_epoch * recipe.batch_size
         loss = float(losses.double().mean())                  # one read per epoch
@@ -599,13 +719,13 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
                   "train_loss": loss, "train_acc": float(correct) / n, **clock.record()}
         if eval_each_epoch:
             x_test = normalize(ds.x_test, mean, std)
-            record["test_acc"] = float(accuracy(predict_probs([net], x_test, tta=recipe.tta, ctx=fast_context(device, recipe),
-                                                              memory_format=fmt), ds.y_test))
+            record["test_acc"] = float(accuracy(predict_probs([average], x_test, tta=recipe.tta, views=recipe.tta_views,
+                                                              ctx=fast_context(device, recipe), memory_format=fmt), ds.y_test))
         history.append(record)
         if not math.isfinite(loss):
             diverged = epoch
             break
-    return {"model": net, "history": history, "train_seconds": seconds, "compile_seconds": compile_s,
+    return {"model": average, "history": history, "train_seconds": seconds, "compile_seconds": compile_s,
             "prep_seconds": prep, "diverged": diverged}
 
 
@@ -624,16 +744,17 @@ def flops_per_step(recipe: Recipe, ds: Dataset) -> int:
 def evaluate_members(models, x_test: Tensor, y_test: Tensor, recipe: Recipe) -> dict:
     """Test accuracy for every ``(tta, ensemble)`` combination: ``{(bool, bool): float}``.
 
-    ``ensemble=False`` uses the first member alone. ``x_test`` must already be normalized as in training.
+    ``ensemble=False`` uses the first member alone; ``tta`` averages ``recipe.tta_views`` views
+    (:func:`tta_view_images`). ``x_test`` must already be normalized as in training.
     Each member sees each view once; the four combinations average different slices of those logits.
     """
-    device = x_test.device
-    logits = view_logits(models, x_test, tta=True, ctx=fast_context(device, recipe),
-                         memory_format=_memory_format(device, recipe))          # (2, K, N, C)
+    device, n_views = x_test.device, recipe.tta_views
+    logits = view_logits(models, x_test, tta=True, views=n_views, ctx=fast_context(device, recipe),
+                         memory_format=_memory_format(device, recipe))          # (V, K, N, C)
     out = {}
     for tta in (True, False):
         for ens in (True, False):
-            chosen = logits[:2 if tta else 1, :len(models) if ens else 1]
+            chosen = logits[:n_views if tta else 1, :len(models) if ens else 1]
             out[tta, ens] = float(accuracy(ensemble.average_probs(chosen.flatten(0, 1)), y_test))
     return out
 
@@ -657,8 +778,8 @@ def split_accuracy(result: Result, ds: Dataset, split: str = "train") -> float:
     recipe, device = result.recipe, x.device
     mean, std = input_stats(recipe, ds.x_train)
     models = result.models if recipe.ensemble else result.models[:1]
-    probs = predict_probs(models, normalize(x, mean, std), tta=recipe.tta, ctx=fast_context(device, recipe),
-                          memory_format=_memory_format(device, recipe))
+    probs = predict_probs(models, normalize(x, mean, std), tta=recipe.tta, views=recipe.tta_views,
+                          ctx=fast_context(device, recipe), memory_format=_memory_format(device, recipe))
     return float(accuracy(probs, y))
 
 
@@ -707,16 +828,23 @@ def time_to_accuracy(history: list[dict], target: float) -> float:
 # ------------------------------------------------------------------------------------------ ablation
 
 
-def ablation(recipe: Recipe, ds: Dataset, seeds, tricks=TRICKS, *, baseline: dict | None = None,
+def ablation(recipe: Recipe, ds: Dataset, seeds, tricks=TRICKS, *, candidates=(), baseline: dict | None = None,
              progress=None) -> pd.DataFrame:
-    """Remove one trick at a time from ``recipe``; one row per (removed trick, seed), tidy.
+    """Remove one trick at a time from ``recipe``, then switch on one candidate at a time; one row per
+    (removed or added trick, seed), tidy.
 
     Columns ``removed`` (:data:`FULL` for the full recipe), ``seed``, ``accuracy``, ``train_seconds``.
     Training tricks are retrained without the trick; the eval-only tricks (:data:`EVAL_TRICKS`) are read
     off the full recipe's own networks (the same training, evaluated without flips, or with one member,
-    whose training time is then one member's share). ``baseline`` maps seeds to :class:`Result` s of
-    ``recipe`` already trained on ``ds`` (they are reused); ``progress(row)`` is called after each row.
+    whose training time is then one member's share). ``candidates`` (names of :data:`CANDIDATES`, none by
+    default) add rows ``"added <name>"``: ``recipe.but(**CANDIDATES[name])`` retrained, or for the eval-only
+    ``multiview_tta`` the full recipe's networks evaluated with its views. ``baseline`` maps seeds to
+    :class:`Result` s of ``recipe`` already trained on ``ds`` (they are reused); ``progress(row)`` is called
+    after each row.
     """
+    unknown = [c for c in candidates if c not in CANDIDATES]
+    if unknown:
+        raise ValueError(f"unknown candidate(s) {unknown}; choose from {', '.join(CANDIDATES)}")
     rows, baseline = [], dict(baseline or {})
     for seed in seeds:
         full = baseline[seed] if seed in baseline else train_recipe(recipe, ds, seed)
@@ -733,7 +861,22 @@ def ablation(recipe: Recipe, ds: Dataset, seeds, tricks=TRICKS, *, baseline: dic
                 rows.append(_row(trick, r, r.accuracy, r.train_seconds))
             if progress is not None:
                 progress(rows[-1])
+        for name in candidates:
+            rows.append(_candidate_row(name, full, ds))
+            if progress is not None:
+                progress(rows[-1])
     return pd.DataFrame(rows)
+
+
+def _candidate_row(name: str, full: Result, ds: Dataset) -> dict:
+    """The ablation row of candidate ``name`` switched on in ``full.recipe`` (:data:`CANDIDATES`): retrained
+    with the same seed, or (:data:`EVAL_CANDIDATES`) ``full``'s own networks evaluated with it."""
+    recipe = full.recipe.but(**CANDIDATES[name])
+    if name in EVAL_CANDIDATES:
+        acc = split_accuracy(replace(full, recipe=recipe), ds, "test")
+        return _row(ADDED + name, full, acc, full.train_seconds)
+    r = train_recipe(recipe, ds, full.seed)
+    return _row(ADDED + name, r, r.accuracy, r.train_seconds)
 
 
 def _row(removed: str, result: Result, acc: float, seconds: float) -> dict:
@@ -774,12 +917,17 @@ def noise_level(summary: pd.DataFrame, n_test: int) -> pd.Series:
 def verdicts(summary: pd.DataFrame, n_test: int) -> pd.Series:
     """One sentence per trick, computed from the measured ``delta`` and :func:`noise_level`:
     it *helps* (removing it costs more than the noise), *hurts* (removing it gains more), or has
-    *no measurable effect* in this run."""
+    *no measurable effect* in this run. A candidate's row (``"added <name>"``) reads the other way:
+    it helps when adding it gains more than the noise."""
     noise = noise_level(summary, n_test)
     out = {}
     for trick, row in summary.drop(index=FULL).iterrows():
         d, t = 100 * row["delta"], 100 * noise[trick]
-        if d < -t:
+        if trick.startswith(ADDED):
+            out[trick] = (f"helps: adding it gains {d:.2f} points (noise ±{t:.2f})" if d > t else
+                          f"hurts here: adding it costs {-d:.2f} points (noise ±{t:.2f})" if d < -t else
+                          f"no measurable effect in this run: {d:+.2f} points is within the noise (±{t:.2f})")
+        elif d < -t:
             out[trick] = f"helps: removing it costs {-d:.2f} points (noise ±{t:.2f})"
         elif d > t:
             out[trick] = f"hurts here: removing it gains {d:.2f} points (noise ±{t:.2f})"

@@ -16,6 +16,8 @@ from course_lib import capstone as C
 from course_lib import data, ensemble, preprocess, schedules
 
 TINY = C.Recipe(epochs=3, batch_size=64, lr=0.4, widths=(8, 16, 16), members=2, whiten_images=256)
+#: Every candidate trick switched on (a short EMA, the whitening bias for one epoch, six TTA views).
+ALL_ON = dict(ema=True, ema_decay=0.5, alternating_flips=True, whiten_bias_epochs=1, tta_views=6)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,16 @@ def test_recipe_without_and_but():
     assert r.but(epochs=7).epochs == 7 and r.epochs != 7
     with pytest.raises(ValueError, match="unknown trick"):
         r.without("dropout")
+
+
+def test_candidate_tricks_are_off_by_default_and_switchable():
+    r = C.Recipe()
+    assert not any(r.candidates().values()) and r.tta_views == 2 and r.whiten_bias_epochs == 0
+    assert set(r.candidates()) == set(C.CANDIDATES)
+    for name, changes in C.CANDIDATES.items():
+        on = r.but(**changes)
+        assert [c for c, v in on.candidates().items() if v] == [name] and on.label() == f"full recipe + {name}"
+    assert r.without("bn").but(ema=True).label() == "without bn + ema"
 
 
 # ---------------------------------------------------------------------------------- label smoothing
@@ -215,27 +227,51 @@ def test_head_gradient_goes_to_one_index_not_split_by_equality():
     torch.testing.assert_close(seen[0], torch.amax(net.body(F.relu(net.stem(x))), dim=(2, 3)))
 
 
-def test_compiled_bf16_step_has_finite_gradients_matching_eager():
-    """torch.compile (inductor, on the CPU) of one bf16-autocast training step: every gradient is finite and
-    within bf16 tolerance of the eager step's."""
-    recipe = TINY.but(widths=(8, 8, 8))
-    torch.manual_seed(0)
-    net = C.CapstoneNet(1, 10, recipe)
-    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
-
+def _compiled_and_eager_grads(net, x, y):
+    """One bf16-autocast step's loss and gradients, eager and through ``torch.compile(net)`` (inductor, CPU);
+    asserts that the compiled gradients are finite and within bf16 tolerance of the eager ones."""
     def grads(fn):
         net.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = F.cross_entropy(fn(x).float(), y, label_smoothing=0.2)
         loss.backward()
-        return loss.detach(), [p.grad.clone() for p in net.parameters()]
+        return loss.detach(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
     eager_loss, eager = grads(net)
     compiled_loss, compiled = grads(torch.compile(net))
-    assert all(torch.isfinite(g).all() for g in compiled), "a non-finite gradient in the compiled bf16 step"
+    assert len(compiled) == len(eager) and all(torch.isfinite(g).all() for g in compiled), \
+        "a non-finite gradient in the compiled bf16 step"
     torch.testing.assert_close(compiled_loss, eager_loss, rtol=2e-2, atol=2e-2)
     for g, e in zip(compiled, eager):
         scale = float(e.abs().max()) + 1e-6
         assert float((g - e).abs().max()) / scale < 0.1, "compiled and eager gradients differ beyond bf16 rounding"
+    return eager
+
+
+def test_compiled_bf16_step_has_finite_gradients_matching_eager():
+    """torch.compile (inductor, on the CPU) of one bf16-autocast training step: every gradient is finite and
+    within bf16 tolerance of the eager step's."""
+    torch.manual_seed(0)
+    net = C.CapstoneNet(1, 10, TINY.but(widths=(8, 8, 8)))
+    _compiled_and_eager_grads(net, torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
+
+
+def test_compiled_step_with_every_candidate_on(digits):
+    """The same check with every candidate switched on: a whitened stem whose bias trains (weights frozen), a
+    batch of alternating flips; then the EMA update and six-view TTA of the compiled net stay finite."""
+    recipe = TINY.but(widths=(8, 8, 8), **ALL_ON)
+    mean, std = C.channel_stats(digits.x_train)
+    net = C.build_net(recipe, digits.x_train, 10, mean=mean, std=std, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    base = C.alternating_flip_base(len(digits.x_train), g, "cpu")
+    (xb, yb), *_ = C.epoch_batches(digits.x_train, digits.y_train, 16, mean, std, generator=g, flip_base=base, epoch=1)
+    grads = _compiled_and_eager_grads(net, xb, yb)
+    assert len(grads) == len(list(net.parameters())) - 1, "every parameter but the stem's weights trains"
+    average = copy.deepcopy(net)
+    opt, _ = C.make_optimizer(net, recipe, 1)
+    opt.step()
+    C.ema_update(C.ema_state(average, net, recipe.ema_decay))
+    assert all(torch.isfinite(t).all() for t in average.state_dict().values() if t.is_floating_point())
+    assert torch.isfinite(C.predict_probs([average], xb, views=6)).all()
 
 
 # ----------------------------------------------------------------------------------- TTA, ensembles
@@ -478,3 +514,137 @@ def test_batch_norm_keeps_running_statistics_without_a_step_counter():
     torch.testing.assert_close(ours.running_mean, ref.running_mean)
     torch.testing.assert_close(ours.running_var, ref.running_var)
     assert "num_batches_tracked" not in ours.state_dict() and int(ref.num_batches_tracked) == 1
+
+
+# --------------------------------------------------------------------------------- candidate tricks
+
+
+def test_ema_weights_equal_the_closed_form():
+    """After T steps the average is d^T·θ_0 + Σ_t (1 − d)·d^(T−t)·θ_t, for the parameters and the batch-norm
+    statistics alike."""
+    d, steps = 0.8, 4
+    net = _small_model(0)
+    average = copy.deepcopy(net)
+    state = C.ema_state(average, net, d)
+    assert len(state[0]) == len(state[1]) == 8, "conv, BN and linear weights and biases, BN running mean and var"
+    opt, _ = C.make_optimizer(net, C.Recipe(), steps)
+    x, y = torch.randn(steps, 8, 1, 6, 6), torch.randint(0, 5, (steps, 8))
+    thetas = [[t.clone() for t in state[1]]]
+    for i in range(steps):
+        C.train_epoch(net, [(x[i], y[i])], opt, [0.1], 0.0, ema=state)
+        thetas.append([t.clone() for t in state[1]])
+    for j, avg in enumerate(state[0]):
+        expected = d ** steps * thetas[0][j] + sum((1 - d) * d ** (steps - t) * thetas[t][j] for t in range(1, steps + 1))
+        torch.testing.assert_close(avg, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(state[0][0], state[1][0]), "the average is not the last weights"
+    assert not any(p.requires_grad for p in average.parameters())
+
+
+def test_ema_is_what_the_run_evaluates_and_decay_zero_is_the_plain_run(digits):
+    """train_recipe returns the averaged network; with d = 0 the average is the last weights exactly
+    (lerp with weight 1 returns its end point), so the run is bit-identical to the switch off."""
+    recipe = TINY.without("ensemble").but(epochs=2)
+    plain = C.train_recipe(recipe, digits, seed=0)
+    zero = C.train_recipe(recipe.but(ema=True, ema_decay=0.0), digits, seed=0)
+    assert zero.accuracy == plain.accuracy and zero.evaluations == plain.evaluations
+    for p, q in zip(plain.models[0].state_dict().values(), zero.models[0].state_dict().values()):
+        assert torch.equal(p, q)
+    slow = C.train_recipe(recipe.but(ema=True, ema_decay=0.9), digits, seed=0)
+    assert not torch.equal(slow.models[0].head.weight, plain.models[0].head.weight)
+    assert slow.history[-1]["train_loss"] == plain.history[-1]["train_loss"], "EMA does not change the training"
+
+
+def test_alternating_flips_flip_each_image_on_alternate_epochs(device):
+    n = 96
+    g = torch.Generator(device=device).manual_seed(0)
+    base = C.alternating_flip_base(n, g, device)
+    assert 0.3 < base.float().mean() < 0.7
+    flipped = []
+    for epoch in range(4):
+        d = C.draw_epoch(n, 32, 2, True, g, device, flip_base=base, epoch=epoch)
+        per_image = torch.empty(n, dtype=torch.bool, device=device)
+        per_image[d["order"]] = d["flip"]
+        flipped.append(per_image)
+        assert not torch.equal(d["order"], torch.arange(n, device=device)), "still shuffled"
+    assert torch.equal(flipped[0], base)
+    for before, after in zip(flipped, flipped[1:]):
+        assert torch.equal(after, ~before), "every image flips on every other epoch"
+    x = torch.rand(n, 1, 5, 5, device=device)
+    zero, one = torch.zeros(1, device=device), torch.ones(1, device=device)
+    (xb, yb), *_ = C.epoch_batches(x, torch.arange(n, device=device), 32, zero, one, padding=0, generator=g,
+                                   flip_base=base, epoch=1)
+    expected = torch.where(~base[yb, None, None, None], x[yb].flip(-1), x[yb])
+    assert torch.equal(xb, expected), "epoch 1 (0-based) flips exactly the images epoch 0 left alone"
+
+
+def test_whitening_bias_trains_for_n_epochs_and_its_weights_never(digits, monkeypatch):
+    recipe = TINY.without("ensemble").but(whiten_bias_epochs=1)
+    net = C.build_net(recipe, digits.x_train, 10, mean=torch.zeros(1), std=torch.ones(1))
+    assert not net.stem.weight.requires_grad and net.stem.bias.requires_grad
+    opt, _ = C.make_optimizer(net, recipe, 10)
+    assert [len(g["params"]) for g in opt.param_groups] == [len(list(net.parameters())) - 2, 1]
+    assert len(C.make_optimizer(net, recipe.but(whiten_bias_epochs=0), 10)[0].param_groups) == 1
+    stems, train_epoch = [], C.train_epoch
+
+    def spy(model, *args, **kwargs):
+        if not stems:
+            stems.append((model.stem.weight.clone(), model.stem.bias.clone()))
+        out = train_epoch(model, *args, **kwargs)
+        stems.append((model.stem.weight.clone(), model.stem.bias.clone()))
+        return out
+    monkeypatch.setattr(C, "train_epoch", spy)
+    C.train_recipe(recipe, digits, seed=0)
+    assert len(stems) == 1 + recipe.epochs
+    assert all(torch.equal(w, stems[0][0]) for w, _ in stems), "the whitening weights never change"
+    assert not torch.equal(stems[1][1], stems[0][1]), "the bias trains in epoch 1"
+    assert torch.equal(stems[2][1], stems[1][1]) and torch.equal(stems[3][1], stems[1][1]), "then it is frozen"
+
+
+def test_multiview_tta_views_and_their_average(device):
+    model = _small_model(0).to(device).eval()
+    x = torch.randn(10, 1, 6, 6, device=device)
+    with torch.no_grad():
+        plain = model(x).softmax(1)
+    torch.testing.assert_close(C.predict_probs([model], x, views=1), plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(C.predict_probs([model], x, views=2), C.tta_probs(model, x), rtol=0, atol=0)
+    v = C.tta_view_images(x, 6)
+    assert torch.equal(v[1], x.flip(-1)) and torch.equal(v[3], v[2].flip(-1)) and torch.equal(v[5], v[4].flip(-1))
+    assert torch.equal(v[2][..., 1:, 1:], x[..., :-1, :-1]), "one pixel down and right"
+    assert torch.equal(v[4][..., :-1, :-1], x[..., 1:, 1:]), "one pixel up and left"
+    assert torch.equal(v[2][..., 0, 1:], x[..., 1, :-1]), "reflect padding, as airbench"
+    with torch.no_grad():
+        expected = torch.stack([model(view).softmax(1) for view in v]).mean(0)
+    torch.testing.assert_close(C.predict_probs([model], x, views=6), expected, rtol=1e-5, atol=1e-6)
+    assert len(C.tta_view_images(x, 4)) == 4
+    with pytest.raises(ValueError, match="1 to 6"):
+        C.tta_view_images(x, 7)
+
+
+def test_every_candidate_on_trains_and_the_ablation_adds_them_one_at_a_time(digits):
+    recipe = TINY.without("ensemble").but(epochs=1)
+    every = C.train_recipe(recipe.but(epochs=3, **ALL_ON), digits, seed=0)
+    assert every.diverged is None and every.accuracy > 0.3, f"digits after 3 epochs: {every.accuracy:.3f}"
+    assert every.history[-1]["train_loss"] < every.history[0]["train_loss"]
+    frame = C.ablation(recipe, digits, seeds=[0], tricks=(), candidates=("ema", "multiview_tta"))
+    assert list(frame["removed"]) == [C.FULL, "added ema", "added multiview_tta"]
+    acc = dict(zip(frame["removed"], frame["accuracy"]))
+    full = C.train_recipe(recipe, digits, seed=0)
+    assert acc[C.FULL] == full.accuracy
+    assert acc["added ema"] == C.train_recipe(recipe.but(ema=True), digits, seed=0).accuracy
+    six = C.evaluate_members(full.models, C.normalize(digits.x_test, *C.channel_stats(digits.x_train)), digits.y_test,
+                             recipe.but(tta_views=6))
+    assert acc["added multiview_tta"] == pytest.approx(six[True, False], abs=1e-6)
+    assert six[False, False] == full.evaluations[False, False], "no TTA: the views do not matter"
+    with pytest.raises(ValueError, match="unknown candidate"):
+        C.ablation(recipe, digits, seeds=[0], tricks=(), candidates=("lookahead",))
+
+
+def test_verdicts_of_added_tricks_read_the_other_way():
+    rows = [(C.FULL, [0.90, 0.91, 0.92]), ("added ema", [0.95, 0.96, 0.97]), ("added alternating_flips", [0.80, 0.81, 0.82]),
+            ("added multiview_tta", [0.909, 0.912, 0.918])]
+    frame = pd.DataFrame([{"removed": r, "seed": s, "accuracy": a, "train_seconds": 1.0}
+                          for r, accs in rows for s, a in enumerate(accs)])
+    v = C.verdicts(C.summarize_ablation(frame), n_test=10_000)
+    assert v["added ema"].startswith("helps: adding it gains 5.00")
+    assert v["added alternating_flips"].startswith("hurts here: adding it costs 10.00")
+    assert v["added multiview_tta"].startswith("no measurable")
