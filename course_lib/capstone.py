@@ -402,7 +402,7 @@ def make_optimizer(net: nn.Module, recipe: Recipe, steps: int) -> tuple[torch.op
 
 def set_rates(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Every group's rate ``lr·lr_scale`` (``lr`` where a group has no ``lr_scale``), a plain number: no
-    scheduler object, no tensor op (:func:`course_lib.train.set_lr` with a per-group factor)."""
+    scheduler object, no tensor op."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
 

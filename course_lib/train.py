@@ -85,12 +85,6 @@ def lean_optimizer_options(device) -> dict:
     return {"fused": True} if torch.device(device).type in _get_fused_kernels_supported_devices() else {"foreach": True}
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr) -> None:
-    """Set every parameter group's rate to ``lr``, a plain number: no scheduler object, no tensor op."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
 def _lean(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """Switch a ``torch.optim`` optimizer whose groups leave ``foreach`` unset (``None``) and are not fused
     to its foreach implementation: the same update rule, with one multi-tensor op per term instead of
