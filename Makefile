@@ -9,7 +9,7 @@ DEBIAN_FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # nbgrader runs other tools of the environment (alembic) by name.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install system data course test test-browser lab lab-instructor notebooks clean
+.PHONY: install system data course test test-browser lab lab-instructor notebooks release clean
 
 install: $(STAMP)
 
@@ -53,10 +53,17 @@ lab-instructor: data
 lab: data
 	$(BIN)/python -m course_lib.lab student $(LAB_ARGS)
 
-# Regenerate the student notebooks only.
+# Regenerate the student notebooks only: record the visible tests' expected values from the solutions
+# (solutions/<chapter>/recorded.json, a minute or two), then let nbgrader generate (CHAPTERS: some only).
 notebooks: install
 	mkdir -p build
-	for d in solutions/*/; do $(BIN)/nbgrader generate_assignment $$(basename $$d) --force || exit 1; done
+	$(BIN)/course record $(CHAPTERS)
+	for d in $(or $(CHAPTERS),$(notdir $(wildcard solutions/*))); do $(BIN)/nbgrader generate_assignment $$d --force || exit 1; done
+
+# The student release (build/release): notebooks and a course_lib without the answers. RELEASED: the
+# chapters whose answers to include (their deadline has passed).
+release: install
+	$(BIN)/course release $(if $(RELEASED),--released $(RELEASED))
 
 test: data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -18,7 +18,8 @@ c.CourseDirectory.submitted_directory = os.path.join("build", "submitted")
 c.CourseDirectory.autograded_directory = os.path.join("build", "autograded")
 c.CourseDirectory.feedback_directory = os.path.join("build", "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "build", "gradebook.db")
-# Only notebooks are released; nothing else sits in a chapter folder.
+# A chapter folder holds its notebooks and recorded.json (the visible tests' expected values, recorded
+# from the solutions by `course record`), which nbgrader releases with them.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__"]
 
 # Experiments in the full profile train real models: give each cell time, and never a 30 s limit.

@@ -2,6 +2,9 @@
 
 - :func:`assert_close` compares a student's result with the reference's and, when they differ, says
   what was expected and what came back: shapes, the worst element, and its relative error.
+- :func:`assert_recorded` compares a student's result with the value the instructor's solution returned
+  for the same named check, recorded in the chapter's ``recorded.json`` (:mod:`course_lib.grading.recorded`);
+  visible tests use it where neither torch nor an invariant gives the expected value.
 - :func:`call_without_reference` runs a student's function with the reference implementations
   disabled, so that a function which merely calls ``course_lib`` (or ``torch.nn.init``) fails.
 
@@ -19,7 +22,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from . import report  # noqa: F401 - torch is imported where it is used, so the grader can read report
+from . import recorded, report  # noqa: F401 - torch is imported where it is used, so the grader can read report
 
 _TRIPWIRE_MARK = "course_lib reference called by the graded function"
 
@@ -58,6 +61,26 @@ def assert_close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, na
     ok = torch.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
     if not bool(ok.all()):
         _fail(_mismatch(name, got, want, ok, rtol, atol))
+
+
+def assert_recorded(actual, *, name: str, rtol: float = 1e-5, atol: float = 1e-8) -> None:
+    """Assert that ``actual`` is close (:func:`assert_close`'s rule) to the value the instructor's solution
+    returned for the check ``name``, recorded in the chapter's ``recorded.json``.
+
+    ``name`` must say the input (``"fans of a weight of shape (100, 300)"``): the failure message repeats it
+    with the expected and returned values. Under ``course record`` the value is recorded instead; under
+    ``course grade`` it is only reported, and the grader compares it with the trusted run's.
+    """
+    __tracebackhide__ = True  # noqa: F841
+    if report.enabled():
+        report.close(name, actual, actual, rtol=rtol, atol=atol)
+        return
+    if actual is None:
+        _fail(f"{name}: expected a value, got None (did the function forget to `return`?)")
+    if recorded.recording():
+        recorded.record(name, actual)
+        return
+    assert_close(actual, recorded.expected(name), rtol=rtol, atol=atol, name=name)
 
 
 def _mismatch(name: str, got, want, ok, rtol: float, atol: float) -> str:

@@ -2,6 +2,10 @@
 
 - ``course build [CHAPTER ...]``: the instructor solution run (``make course``): generate, execute,
   autograde, summarise (see :mod:`course_lib.instructor.build`);
+- ``course record [CHAPTER ...]``: record the visible tests' expected values from the instructor's
+  solution into ``solutions/<chapter>/recorded.json`` (``make notebooks`` runs it before generating);
+- ``course release [--released CHAPTER ...]``: the student release, without the answers (see
+  :mod:`course_lib.instructor.release`);
 - ``course data``: make sure a dataset is available (Debian's Fashion-MNIST, a download, or the fallback);
 - ``course grade ASSIGNMENT``: autograde every submission in ``submitted/<student>/<assignment>/`` in
   parallel, each kernel in a bubblewrap sandbox, each verdict decided outside the kernel, into nbgrader's
@@ -36,6 +40,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="the instructor solution run: generate, execute, autograde, summarise")
     b.add_argument("chapters", nargs="*", help="chapter ids (default: all)")
+    r = sub.add_parser("record", help="record the visible tests' expected values from the instructor's solution")
+    r.add_argument("chapters", nargs="*", help="chapter ids (default: all)")
+    rel = sub.add_parser("release", help="build the student release: notebooks and a course_lib without the answers")
+    rel.add_argument("--released", nargs="*", default=[], metavar="CHAPTER",
+                     help="chapters whose reference answers to include (their deadline has passed; default: none)")
+    rel.add_argument("--out", type=Path, default=Path("build/release"), help="the release folder (default build/release)")
+    rel.add_argument("--check", nargs="*", metavar="CHAPTER",
+                     help="then install it in a fresh virtual environment (build/release-env) and run these "
+                          "chapters' notebooks there, solved and blank (no chapter given: all)")
     sub.add_parser("data", help="make sure a dataset is available")
     g = sub.add_parser("grade", help="autograde every submission of an assignment (parallel, sandboxed)")
     g.add_argument("assignment")
@@ -95,6 +108,27 @@ def main(argv: list[str] | None = None) -> int:
         from . import build
 
         return build.main(["--root", str(root)] + (["--chapters", *args.chapters] if args.chapters else []))
+    if args.command == "record":
+        from .build import chapters
+        from .record import record
+
+        for chapter in args.chapters or chapters(root):
+            path = record(root, chapter)
+            print(f"{chapter}: {path.relative_to(root) if path else 'no recorded checks'}")
+        return 0
+    if args.command == "release":
+        from . import release
+
+        out = args.out if args.out.is_absolute() else root / args.out
+        code = release.main(root, out, args.released)
+        if args.check is None:
+            return code
+        from .build import chapters
+        from .release_check import check
+
+        problems = check(root, out, out.parent / "release-env", args.check or chapters(root))
+        print("\n".join(["", f"{len(problems)} problem(s):", *problems] if problems else ["", "the release works"]))
+        return 1 if problems else 0
     if args.command == "data":
         return subprocess.call([sys.executable, "-m", "course_lib.data"], cwd=root)
     if args.command == "grade":
