@@ -31,6 +31,12 @@ c.Execute.timeout = 1800
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?i)warn|\d+%\||it/s\]|s/it\]"
 
+# The stub left in each solution cell fails with a message, so every visible test of a blank notebook says
+# what to do (nbgrader's default raises a bare NotImplementedError()).
+c.ClearSolutions.code_stub = {
+    "python": '# YOUR CODE HERE\nraise NotImplementedError("not written yet: replace this line with your code")',
+}
+
 # A student who deletes a graded test cell still has that test run: nbgrader puts it back from the source.
 c.OverwriteCells.add_missing_cells = True
 

@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 from . import init as init_schemes
+from .release import reference
 
 
+@reference("04_training", "conv_output_size")
 def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Output length of a convolution or pooling along one axis: ``floor((n + 2p - d(k-1) - 1) / s) + 1``.
 
@@ -54,6 +56,7 @@ def halvings(n: int) -> int:
     return count
 
 
+@reference("04_training", "count_params")
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters of ``module`` (each shared tensor once); ``trainable_only`` counts
     only those with ``requires_grad``."""
@@ -66,6 +69,7 @@ def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return total
 
 
+@reference("04_training", "formulas")
 def conv_params(c_in: int, c_out: int, kernel, groups: int = 1, bias: bool = True) -> int:
     """Parameters of ``nn.Conv2d(c_in, c_out, kernel, groups=groups, bias=bias)``:
     ``c_out · (c_in / groups) · kh · kw (+ c_out)``."""
@@ -121,6 +125,7 @@ def bottleneck(c_in: int, c_mid: int, c_out: int, k: int = 3, bias: bool = False
                          conv_block(c_mid, c_out, 1, bias=bias))
 
 
+@reference("04_training", "depthwise_separable")
 def depthwise_separable(c_in: int, c_out: int, k: int = 3, bias: bool = False) -> nn.Sequential:
     """A ``k x k`` depthwise convolution (``groups = c_in``, one filter per channel) then a ``1x1``
     pointwise one (MobileNet, seed 002): ``c_in·k² + c_in·c_out`` weights against ``c_in·c_out·k²``,
@@ -153,23 +158,28 @@ TRICKS = {
 
 
 def trick_cnn(trick: str, in_channels: int = 1, num_classes: int = 10, widths=(32, 64),
-              image_size: int = 28, hidden: int = 128) -> nn.Sequential:
+              image_size: int = 28, hidden: int = 128, block=None) -> nn.Sequential:
     """A small CNN for one entry of :data:`TRICKS`: a plain 3x3 stem, then per stage the trick's block
-    followed by a 2x2 max pool, then the trick's head (an FC layer of ``hidden`` units, or GAP)."""
+    followed by a 2x2 max pool, then the trick's head (an FC layer of ``hidden`` units, or GAP).
+
+    ``block``, a function ``(c_in, c_out) -> nn.Module``, replaces the trick's block (notebook 04e passes
+    the student's own depthwise-separable block)."""
     if trick not in TRICKS:
         raise ValueError(f"unknown trick {trick!r}; choose one of {', '.join(TRICKS)}")
     spec = TRICKS[trick]
+    make_block = spec["block"] if block is None else block
     layers: list[nn.Module] = [conv_block(in_channels, widths[0], 3)]
     size, channels = image_size, widths[0]
     for width in widths:
-        layers += [spec["block"](channels, width), nn.MaxPool2d(2)]
-        size, channels = conv_output_size(size, 2, 2), width
+        layers += [make_block(channels, width), nn.MaxPool2d(2)]
+        size, channels = size // 2, width  # a 2x2 max pool with stride 2 floors the halving
     head = fc_head(channels, size, size, num_classes, hidden) if spec["head"] == "fc" else gap_head(channels, num_classes)
     return nn.Sequential(*layers, head)
 
 
 # ------------------------------------------------------------------------ residual connections
 
+@reference("04_training", "residual_block")
 class Residual(nn.Module):
     """``y = x + body(x)``: the identity shortcut of He et al. (2016), seed 002 section 2.4.2.
 
@@ -225,13 +235,16 @@ class DeepNet(nn.Module):
         else:
             self.stem = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, width))
             self.head = nn.Sequential(*_pre_activation(width, conv, norm), nn.Linear(width, num_classes))
-        wrap = Residual if residual else (lambda body: body)
-        self.blocks = nn.Sequential(*[wrap(_body(width, conv, norm)) for _ in range(blocks)])
+        self.residual = residual
+        self.blocks = nn.Sequential(*[_body(width, conv, norm) for _ in range(blocks)])
         if init is not None:
             init_schemes.init_module_(self, init, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + block(h) if self.residual else block(h)
+        return self.head(h)
 
 
 def block_gradient_norms(model: DeepNet, x: torch.Tensor, y: torch.Tensor) -> list[float]:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from .release import reference
 from .runtime import generator_device
 
 # ------------------------------------------------------------------------------------------ combining
@@ -44,16 +45,19 @@ def stack_logits(logits: Sequence[Tensor] | Tensor) -> Tensor:
     return stacked
 
 
+@reference("08_ensembles", "average_probs")
 def average_probs(logits) -> Tensor:
     """Mean of the members' softmax probabilities, ``(1/K) sum_k softmax(z_k)``: shape (N, C)."""
     return stack_logits(logits).softmax(dim=-1).mean(dim=0)
 
 
+@reference("08_ensembles", "average_logits")
 def average_logits(logits) -> Tensor:
     """Mean of the members' logits, ``(1/K) sum_k z_k``: shape (N, C) (take a softmax for probabilities)."""
     return stack_logits(logits).mean(dim=0)
 
 
+@reference("08_ensembles", "majority_vote")
 def majority_vote(logits) -> Tensor:
     """The class most members predict, shape (N,) int64.
 
@@ -70,6 +74,7 @@ def majority_vote(logits) -> Tensor:
 COMBINERS = {"average_probs": average_probs, "average_logits": average_logits, "majority_vote": majority_vote}
 
 
+@reference("08_ensembles", "average_probs", "average_logits", "majority_vote")
 def combine(logits, rule: str = "average_probs") -> Tensor:
     """Predicted labels (N,) of the ensemble under ``rule`` (a key of :data:`COMBINERS`)."""
     if rule not in COMBINERS:
@@ -78,6 +83,7 @@ def combine(logits, rule: str = "average_probs") -> Tensor:
     return out if out.dim() == 1 else out.argmax(dim=-1)
 
 
+@reference("08_ensembles", "pairwise_disagreement")
 def pairwise_disagreement(logits) -> Tensor:
     """(K, K) matrix: the fraction of samples on which members i and j predict different classes.
 
@@ -88,10 +94,18 @@ def pairwise_disagreement(logits) -> Tensor:
 
 
 def mean_disagreement(logits) -> float:
-    """Mean of :func:`pairwise_disagreement` over the pairs i != j (0 for one member)."""
-    d = pairwise_disagreement(logits)
-    k = d.shape[0]
-    return float(d.sum() / (k * (k - 1))) if k > 1 else 0.0
+    """Mean of :func:`pairwise_disagreement` over the pairs i != j (0 for one member).
+
+    Counted from the votes: on a sample where ``v_c`` members predict class ``c``, ``sum_c v_c (v_c - 1)`` of
+    the ``K (K - 1)`` ordered pairs agree; the rest disagree.
+    """
+    z = stack_logits(logits)
+    k = z.shape[0]
+    if k < 2:
+        return 0.0
+    votes = F.one_hot(z.argmax(dim=-1), z.shape[-1]).sum(dim=0).double()   # (N, C)
+    agree = (votes * (votes - 1)).sum(dim=-1)                                # agreeing ordered pairs per sample
+    return float((1 - agree / (k * (k - 1))).mean())
 
 
 @torch.no_grad()
@@ -109,6 +123,7 @@ def predict_logits(members: Iterable[nn.Module], x: Tensor, batch_size: int = 20
 # -------------------------------------------------------------------------- snapshots and checkpoints
 
 
+@reference("08_ensembles", "cyclic_cosine_lr")
 def cyclic_cosine_lr(step: int, steps_per_cycle: int, lr_max: float) -> float:
     """Huang et al. (2017), eq. 2: ``lr(t) = lr_max / 2 * (cos(pi * ((t - 1) mod M) / M) + 1)``.
 
@@ -121,10 +136,9 @@ def cyclic_cosine_lr(step: int, steps_per_cycle: int, lr_max: float) -> float:
 
 
 def snapshot_scheduler(optimizer: torch.optim.Optimizer, steps_per_cycle: int):
-    """A ``LambdaLR`` that follows :func:`cyclic_cosine_lr` from the optimizer's lr; step it every step
-    (``fit(..., scheduler_interval="step")``)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: cyclic_cosine_lr(i + 1, steps_per_cycle, 1.0))
+    """torch's ``CosineAnnealingWarmRestarts`` with ``T_0 = steps_per_cycle`` (and ``eta_min = 0``): it follows
+    :func:`cyclic_cosine_lr` from the optimizer's lr; step it every step (``fit(..., scheduler_interval="step")``)."""
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=int(steps_per_cycle))
 
 
 def _copy_state(model: nn.Module) -> dict:
@@ -173,6 +187,7 @@ def models_from_states(factory: Callable[[], nn.Module], states: Iterable[dict])
 # ---------------------------------------------------------------------------------- bagging, fusion
 
 
+@reference("08_ensembles", "bootstrap_sample")
 def bootstrap_indices(n: int, k: int = 1, generator: torch.Generator | None = None, device=None) -> Tensor:
     """(k, n) int64 indices drawn uniformly with replacement: k bootstrap samples of a set of n (bagging).
 
@@ -183,6 +198,7 @@ def bootstrap_indices(n: int, k: int = 1, generator: torch.Generator | None = No
     return index.to(device) if device is not None else index
 
 
+@reference("08_ensembles", "disjoint_shards")
 def shard_indices(n: int, k: int, generator: torch.Generator | None = None, device=None) -> Tensor:
     """(k, n // k) int64 indices: a random permutation of ``0..n-1`` cut into k disjoint shards of equal size
     (the ``n mod k`` left over are dropped). Members trained on different shards never see each other's data."""
@@ -193,6 +209,7 @@ def shard_indices(n: int, k: int, generator: torch.Generator | None = None, devi
     return index.to(device) if device is not None else index
 
 
+@reference("08_ensembles", "top_k")
 def top_k(scores: Sequence[float], k: int) -> list[int]:
     """Indices of the ``k`` highest ``scores``, best first (ties: the lower index first; NaN counts as lowest)."""
     key = [(-s if s == s else math.inf, i) for i, s in enumerate(scores)]

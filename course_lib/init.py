@@ -14,10 +14,13 @@ import math
 
 import torch
 
+from .release import reference
+
 SCHEMES = ("zeros", "small", "large", "calibrated", "xavier_uniform", "xavier_normal",
            "kaiming_normal", "kaiming_uniform", "truncated_normal")
 
 
+@reference("03_initialization", "fans")
 def fans(tensor: torch.Tensor) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight of shape ``(out, in, *kernel)``: ``in·k`` and ``out·k``, ``k = prod(kernel)``."""
     if tensor.dim() < 2:
@@ -46,6 +49,7 @@ def normal_(tensor: torch.Tensor, std: float = 0.01, *, generator: torch.Generat
     return tensor.normal_(0.0, std, generator=generator)
 
 
+@reference("03_initialization", "calibrated_normal")
 @torch.no_grad()
 def calibrated_normal_(tensor: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """``w = N(0, 1) / sqrt(fan_in)``: the seeds' "calibrating the variances with 1/sqrt(n)"."""
@@ -53,11 +57,13 @@ def calibrated_normal_(tensor: torch.Tensor, *, generator: torch.Generator | Non
     return tensor.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
 
 
+@reference("03_initialization", "xavier_uniform")
 def xavier_std(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
     """Glorot & Bengio (2010): ``std = gain · sqrt(2 / (fan_in + fan_out))``."""
     return gain * math.sqrt(2.0 / (fan_in + fan_out))
 
 
+@reference("03_initialization", "xavier_uniform")
 @torch.no_grad()
 def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """``U(-a, a)`` with ``a = sqrt(3) · xavier_std``, since ``Var U(-a, a) = a²/3``."""
@@ -65,12 +71,14 @@ def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0, *, generator: torch
     return tensor.uniform_(-bound, bound, generator=generator)
 
 
+@reference("03_initialization", "xavier_uniform")
 @torch.no_grad()
 def xavier_normal_(tensor: torch.Tensor, gain: float = 1.0, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """``N(0, xavier_std²)``, ``Var = gain² · 2 / (fan_in + fan_out)``."""
     return tensor.normal_(0.0, xavier_std(*fans(tensor), gain), generator=generator)
 
 
+@reference("03_initialization", "kaiming_normal")
 def kaiming_std(tensor: torch.Tensor, mode: str = "fan_in", nonlinearity: str = "relu", a: float = 0.0) -> float:
     """He et al. (2015): ``std = gain / sqrt(fan)``; for ReLU ``gain = sqrt(2)``, so ``Var = 2 / n``."""
     if mode not in ("fan_in", "fan_out"):
@@ -79,6 +87,7 @@ def kaiming_std(tensor: torch.Tensor, mode: str = "fan_in", nonlinearity: str = 
     return gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
 
 
+@reference("03_initialization", "kaiming_normal")
 @torch.no_grad()
 def kaiming_normal_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", *,
                     generator: torch.Generator | None = None) -> torch.Tensor:
@@ -86,6 +95,7 @@ def kaiming_normal_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in", 
     return tensor.normal_(0.0, kaiming_std(tensor, mode, nonlinearity, a), generator=generator)
 
 
+@reference("03_initialization", "kaiming_normal")
 @torch.no_grad()
 def kaiming_uniform_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "relu", *,
                      generator: torch.Generator | None = None) -> torch.Tensor:
@@ -94,6 +104,7 @@ def kaiming_uniform_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in",
     return tensor.uniform_(-bound, bound, generator=generator)
 
 
+@reference("03_initialization", "truncated_normal")
 def truncated_std(std: float, k: float = 2.0) -> float:
     """Std of ``N(0, std²)`` truncated to ``[-k·std, k·std]``: ``std·sqrt(1 - 2kφ(k)/(2Φ(k)-1))`` (≈ 0.88·std at k=2)."""
     phi = math.exp(-k * k / 2) / math.sqrt(2 * math.pi)
@@ -101,6 +112,7 @@ def truncated_std(std: float, k: float = 2.0) -> float:
     return std * math.sqrt(1 - 2 * k * phi / mass)
 
 
+@reference("03_initialization", "truncated_normal")
 @torch.no_grad()
 def truncated_normal_(tensor: torch.Tensor, mean: float = 0.0, std: float = 0.1, *,
                       generator: torch.Generator | None = None) -> torch.Tensor:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import site
 import subprocess
 import sys
@@ -75,15 +74,16 @@ def call_references(python: Path) -> list[tuple[str, str, str]]:
 
 
 def _execute(nb, folder: Path, env: Path, skip_experiments: bool):
-    saved = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(env / "share" / "jupyter")
-    try:
-        client = NotebookClient(nb, timeout=1800, kernel_name=KERNEL, allow_errors=True,
-                                skip_cells_with_tag="experiment" if skip_experiments else "skip-execution",
-                                resources={"metadata": {"path": str(folder)}})
-        client.execute()
-    finally:
-        os.environ.pop("JUPYTER_PATH") if saved is None else os.environ.__setitem__("JUPYTER_PATH", saved)
+    """Execute ``nb`` in ``folder`` with a kernel of the release environment ``env``, errors allowed."""
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager(kernel_dirs=[str(env / "share" / "jupyter" / "kernels")], ensure_native_kernel=False)
+    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
+    client = NotebookClient(nb, km=km, timeout=1800, kernel_name=KERNEL, allow_errors=True,
+                            skip_cells_with_tag="experiment" if skip_experiments else "skip-execution",
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute()
     return nb
 
 
