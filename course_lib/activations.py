@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import diagnostics
+from .release import reference
 from .runtime import generator_device
 
 # ------------------------------------------------------------------------------------------ functions
@@ -42,11 +43,13 @@ def relu(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, x, torch.zeros_like(x))
 
 
+@reference("05_activations", "leaky_relu")
 def leaky_relu(x: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
     """``x`` for ``x > 0``, ``negative_slope · x`` otherwise (Maas et al. 2013; seed 003's α)."""
     return torch.where(x > 0, x, negative_slope * x)
 
 
+@reference("05_activations", "elu")
 def elu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """``x`` for ``x > 0``, ``α (e^x - 1)`` otherwise (Clevert et al. 2016). Saturates at ``-α``.
 
@@ -55,6 +58,7 @@ def elu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     return torch.where(x > 0, x, alpha * torch.expm1(torch.where(x > 0, torch.zeros_like(x), x)))
 
 
+@reference("05_activations", "prelu")
 def _channel_shape(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``weight`` (one value, or one per channel of dim 1) shaped to broadcast against ``x``."""
     if weight.numel() == 1 or x.dim() < 2:
@@ -62,6 +66,7 @@ def _channel_shape(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return weight.reshape(1, -1, *([1] * (x.dim() - 2)))
 
 
+@reference("05_activations", "prelu")
 def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Parametric ReLU (He et al. 2015): ``x`` for ``x > 0``, ``a_c · x`` otherwise, ``a`` learned.
 
@@ -70,6 +75,7 @@ def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, x, _channel_shape(weight, x) * x)
 
 
+@reference("05_activations", "rrelu")
 def rrelu_with_slope(x: torch.Tensor, slope) -> torch.Tensor:
     """The functional core of RReLU: ``x`` for ``x > 0``, ``slope · x`` otherwise.
 
@@ -78,6 +84,7 @@ def rrelu_with_slope(x: torch.Tensor, slope) -> torch.Tensor:
     return torch.where(x > 0, x, slope * x)
 
 
+@reference("05_activations", "rrelu")
 def sample_rrelu_slope(shape, lower: float, upper: float, *, generator: torch.Generator | None = None,
                        device=None, dtype=torch.float32) -> torch.Tensor:
     """One slope per element, ``a ~ U(lower, upper)`` (Xu et al. 2015 draw it per element and per pass).
@@ -94,6 +101,7 @@ def _check_bounds(lower: float, upper: float) -> None:
         raise ValueError(f"RReLU needs 0 <= lower <= upper, got lower={lower}, upper={upper}")
 
 
+@reference("05_activations", "rrelu")
 def rrelu(x: torch.Tensor, lower: float = 1 / 8, upper: float = 1 / 3, training: bool = False, *,
           generator: torch.Generator | None = None) -> torch.Tensor:
     """Randomized leaky ReLU (Xu et al. 2015; seed 003).
@@ -108,6 +116,7 @@ def rrelu(x: torch.Tensor, lower: float = 1 / 8, upper: float = 1 / 3, training:
     return rrelu_with_slope(x, slope)
 
 
+@reference("05_activations", "maxout")
 def maxout(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pieces: int) -> torch.Tensor:
     """Maxout (Goodfellow et al. 2013): ``h_j = max_k (x · W_{j,k} + b_{j,k})`` over ``pieces`` affine maps.
 
@@ -128,6 +137,7 @@ def derivative(fn, x: torch.Tensor, **kwargs) -> torch.Tensor:
 # ------------------------------------------------------------------------- a hand-written backward
 
 
+@reference("05_activations", "my_elu", "elu")
 class ELUFunction(torch.autograd.Function):
     """ELU with its backward written out: ``dy/dx = 1`` for ``x > 0`` and ``α e^x = y + α`` otherwise.
 
@@ -149,6 +159,7 @@ class ELUFunction(torch.autograd.Function):
         return grad_output * local, None
 
 
+@reference("05_activations", "my_elu", "elu")
 def elu_manual(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """:func:`elu` through :class:`ELUFunction`'s hand-written backward."""
     return ELUFunction.apply(x, alpha)
@@ -169,12 +180,14 @@ class PReLU(nn.Module):
         self.weight = nn.Parameter(torch.full((num_parameters,), float(init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return prelu(x, self.weight)
+        # torch's prelu, not :func:`prelu` (an exercise's answer, left out of the students' course_lib)
+        return torch.nn.functional.prelu(x, self.weight)
 
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"
 
 
+@reference("05_activations", "rrelu")
 class RReLU(nn.Module):
     """Randomized leaky ReLU: random slopes from ``generator`` in training, their mean in eval."""
 
@@ -190,6 +203,7 @@ class RReLU(nn.Module):
         return f"lower={self.lower:.4g}, upper={self.upper:.4g}"
 
 
+@reference("05_activations", "maxout")
 class Maxout(nn.Module):
     """A maxout layer: ``pieces`` linear maps per output unit, and the maximum of them.
 
@@ -214,6 +228,7 @@ class Maxout(nn.Module):
 # ------------------------------------------------------------------------------------ measurements
 
 
+@reference("05_activations", "dead_fraction")
 def dead_mask(h: torch.Tensor) -> torch.Tensor:
     """Which units of ``h`` (``(N, ...)``: one row per example) are 0 for every one of the ``N`` inputs.
 
@@ -223,6 +238,7 @@ def dead_mask(h: torch.Tensor) -> torch.Tensor:
     return (h == 0).all(dim=0)
 
 
+@reference("05_activations", "dead_fraction")
 @torch.no_grad()
 def dead_fraction(model: nn.Module, x: torch.Tensor, types=(nn.ReLU,), batch_size: int = 2048) -> list[float]:
     """The fraction of dead units (:func:`dead_mask`) of every module of ``types``, input side first,

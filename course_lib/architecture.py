@@ -212,7 +212,9 @@ def _pre_activation(width: int, conv: bool, norm: str | None) -> list[nn.Module]
 
 class DeepNet(nn.Module):
     """``blocks`` two-layer blocks between a stem and a head, with (``residual=True``) or without
-    identity shortcuts; everything else identical, torch's default init.
+    identity shortcuts (``forward`` adds each block's input to its output, ``h + block(h)``, as
+    :class:`Residual` does); everything else identical, torch's default init. Plain and residual nets
+    have the same parameter names, so one's state dict loads into the other.
 
     ``conv=False``: an MLP of ``width`` units on flattened inputs. ``conv=True``: a 3x3 conv stem with a
     2x2 pool, 3x3 conv blocks of ``width`` channels, global average pooling and a linear head.

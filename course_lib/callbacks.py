@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from .release import reference
+
 
 def is_improvement(value: float, best: float, min_delta: float = 0.0, mode: str = "min") -> bool:
     """``value < best − min_delta`` (mode ``"min"``) or ``value > best + min_delta`` (mode ``"max"``)."""
@@ -20,6 +22,7 @@ def is_improvement(value: float, best: float, min_delta: float = 0.0, mode: str 
     raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
 
 
+@reference("04_training", "early_stopping_point")
 def early_stopping_point(values: Iterable[float], patience: int, min_delta: float = 0.0,
                          mode: str = "min") -> tuple[int, int | None]:
     """Replay early stopping on a sequence of validation values (index 0 = epoch 1).

@@ -65,8 +65,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import augment, ensemble, init, preprocess, runtime, schedules, train
+from . import augment, ensemble, preprocess, runtime, train
 from .data import Dataset
+from .release import reference
 
 TRICKS = ("augment", "whiten", "he_init", "bn", "schedule", "label_smoothing", "tta", "ensemble")
 EVAL_TRICKS = ("tta", "ensemble")  # removing these needs no retraining: the same networks, evaluated differently
@@ -179,6 +180,7 @@ def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return (images - mean[:, None, None]) / std[:, None, None]
 
 
+@reference("10_capstone", "augment_batch")
 def augment_batch(images: Tensor, flip: Tensor, top: Tensor, left: Tensor, mean: Tensor, std: Tensor,
                   padding: int) -> Tensor:
     """Flip, then translate, then normalize: ``normalize(crop(hflip(x, flip), top, left, padding))``.
@@ -189,6 +191,19 @@ def augment_batch(images: Tensor, flip: Tensor, top: Tensor, left: Tensor, mean:
     """
     shifted = augment.crop(augment.hflip(images, flip), top, left, images.shape[-2:], padding, check=False)
     return normalize(shifted, mean, std)
+
+
+def _flip_shift(images: Tensor, flip: Tensor, top: Tensor, left: Tensor, padding: int) -> Tensor:
+    """The flip and translation of the training pipeline, as two gathers from the zero-padded batch: image
+    ``n`` is the window at ``(top[n], left[n])`` of its padded copy, read right to left where ``flip[n]``
+    (zero padding is symmetric, so mirroring the padded image is padding the mirrored one)."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    rows = top.to(images.device, torch.long)[:, None] + torch.arange(h, device=images.device)     # (N, H)
+    cols = left.to(images.device, torch.long)[:, None] + torch.arange(w, device=images.device)    # (N, W)
+    cols = torch.where(flip.to(images.device)[:, None], padded.shape[-1] - 1 - cols, cols)
+    out = padded.gather(2, rows[:, None, :, None].expand(n, padded.shape[1], h, padded.shape[-1]))
+    return out.gather(3, cols[:, None, None, :].expand(n, padded.shape[1], h, w))
 
 
 def draw_epoch(n: int, batch_size: int, padding: int, flip: bool, generator: torch.Generator,
@@ -244,7 +259,7 @@ def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tens
             n = len(images)
             mask = d["flip"][i:i + chunk] if flip else torch.zeros(n, dtype=torch.bool, device=x.device)
             top, left = (d["offsets"][:, i:i + chunk] if padding else torch.zeros(2, n, dtype=torch.long, device=x.device))
-            images = augment_batch(images, mask, top, left, mean, std, padding)
+            images = normalize(_flip_shift(images, mask, top, left, padding), mean, std)
         else:
             images = normalize(images, mean, std)
         parts.append(images)
@@ -259,6 +274,7 @@ def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tens
 # --------------------------------------------------------------------------------- patch whitening
 
 
+@reference("10_capstone", "whitening_filters")
 def image_patches(images: Tensor, size: int) -> Tensor:
     """Every ``size x size`` patch (stride 1, no padding) of every image, flattened: ``(N·L, C·size²)``.
 
@@ -268,6 +284,7 @@ def image_patches(images: Tensor, size: int) -> Tensor:
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
+@reference("10_capstone", "whitening_filters")
 def whitening_filters(images: Tensor, size: int = 3, eps: float = 5e-4) -> tuple[Tensor, Tensor]:
     """Patch-whitening weights and bias for a ``Conv2d(C, 2·C·size², size)``, after airbench (Jordan 2024).
 
@@ -289,6 +306,38 @@ def whitening_filters(images: Tensor, size: int = 3, eps: float = 5e-4) -> tuple
     weight = white.W.T.reshape(-1, images.shape[1], size, size)
     bias = -(white.mean @ white.W)
     return torch.cat([weight, -weight]), torch.cat([bias, -bias])
+
+
+def _whitening_stem(images: Tensor, size: int, eps: float) -> tuple[Tensor, Tensor]:
+    """The stem's frozen patch-whitening weight and bias (:func:`whitening_filters`' values, computed here
+    from the eigendecomposition of the patches' covariance in float64, float32 on MPS)."""
+    cols = F.unfold(images, size)
+    patches = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    dtype = torch.float32 if patches.device.type == "mps" else torch.float64
+    x = patches.to(dtype)
+    centred = x - x.mean(0)
+    lam, u = torch.linalg.eigh(centred.T @ centred / x.shape[0])
+    lam, u = lam.flip(0).clamp(min=0), u.flip(1)
+    u = u * torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))          # largest entry of each positive
+    lam, u = lam.to(patches.dtype).to(dtype), u.to(patches.dtype).to(dtype)
+    w = (u * (1 / torch.sqrt(lam + eps))).to(patches.dtype)                   # (D, K): column k = u_k / sqrt(λ_k + ε)
+    mean = patches.mean(0)
+    weight = w.T.reshape(-1, images.shape[1], size, size)
+    bias = -(mean @ w)
+    return torch.cat([weight, -weight]), torch.cat([bias, -bias])
+
+
+def _init_weights(net: nn.Module, he: bool, generator: torch.Generator | None) -> None:
+    """He normal (``torch.nn.init.kaiming_normal_``, ReLU gain) or ``0.01·N(0, 1)`` for every Linear and Conv2d
+    weight, biases 0 (chapter 03's schemes, drawn with ``torch.nn.init``)."""
+    for layer in net.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            if he:
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
+            else:
+                nn.init.normal_(layer.weight, 0.0, 0.01, generator=generator)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 # ------------------------------------------------------------------------------------------ the network
@@ -338,19 +387,19 @@ def build_net(recipe: Recipe, x_train: Tensor, num_classes: int, *, mean=None, s
               generator: torch.Generator | None = None) -> CapstoneNet:
     """A :class:`CapstoneNet` on ``x_train``'s device, initialised as the recipe says.
 
-    Weights: He normal (``he_init``) or ``0.01·N(0,1)``, biases 0 (:func:`course_lib.init.init_module_`).
+    Weights: He normal (``he_init``) or ``0.01·N(0,1)``, biases 0 (``torch.nn.init``, as chapter 03's ``init_module_``).
     With ``whiten`` the stem gets :func:`whitening_filters` of the first ``whiten_images`` training images
     (normalized with ``mean``/``std``) and is frozen; with ``whiten_bias_epochs`` > 0 its bias stays
     trainable (:func:`make_optimizer` gives it its own group, which :func:`freeze_whiten_bias` stops).
     """
     net = CapstoneNet(x_train.shape[1], num_classes, recipe)  # initialised on the CPU: the same weights on any device
-    init.init_module_(net, "kaiming_normal" if recipe.he_init else "small", generator=generator)
+    _init_weights(net, recipe.he_init, generator)
     net = net.to(x_train.device)
     if recipe.whiten:
         sample = x_train[:recipe.whiten_images]
         if mean is not None:
             sample = normalize(sample, mean, std)
-        weight, bias = whitening_filters(sample, recipe.patch_size, recipe.whiten_eps)
+        weight, bias = _whitening_stem(sample, recipe.patch_size, recipe.whiten_eps)
         with torch.no_grad():
             net.stem.weight.copy_(weight)
             net.stem.bias.copy_(bias)
@@ -362,6 +411,7 @@ def build_net(recipe: Recipe, x_train: Tensor, num_classes: int, *, mean=None, s
 # ----------------------------------------------------------------------------------- loss and optimizer
 
 
+@reference("10_capstone", "smoothed_cross_entropy")
 def label_smoothing_loss(logits: Tensor, target: Tensor, smoothing: float = 0.0) -> Tensor:
     """Cross entropy against the smoothed target ``q = (1 − ε)·onehot(y) + ε/C`` (Szegedy et al. 2016):
 
@@ -379,7 +429,10 @@ def lr_schedule(recipe: Recipe, steps: int) -> list[float]:
     2017; airbench warms up and decays linearly), or ``lr`` throughout without ``schedule``."""
     if not recipe.schedule:
         return [recipe.lr] * steps
-    return [recipe.lr * schedules.warmup_cosine_factor(t, int(recipe.warmup * steps), steps, start_factor=0.1)
+    warmup, start = int(recipe.warmup * steps), 0.1
+    decay = max(steps - warmup, 1)
+    return [recipe.lr * (start + (1 - start) * t / warmup if t < warmup
+                         else 0.5 * (1 + math.cos(math.pi * (min(t - warmup, decay) / decay))))
             for t in range(steps)]
 
 
@@ -547,9 +600,10 @@ def predict_probs(models, x: Tensor, *, tta: bool = True, **kwargs) -> Tensor:
     of :func:`view_logits`).
     """
     logits = view_logits(models, x, tta=tta, **kwargs)
-    return ensemble.average_probs(logits.flatten(0, 1))
+    return logits.flatten(0, 1).softmax(dim=-1).mean(dim=0)
 
 
+@reference("10_capstone", "flip_tta_probs")
 def tta_probs(model: nn.Module, x: Tensor) -> Tensor:
     """Test-time flip averaging for one network: ``(softmax(f(x)) + softmax(f(hflip(x)))) / 2``, in eval mode."""
     return predict_probs([model], x, tta=True)
@@ -755,7 +809,7 @@ def evaluate_members(models, x_test: Tensor, y_test: Tensor, recipe: Recipe) -> 
     for tta in (True, False):
         for ens in (True, False):
             chosen = logits[:n_views if tta else 1, :len(models) if ens else 1]
-            out[tta, ens] = float(accuracy(ensemble.average_probs(chosen.flatten(0, 1)), y_test))
+            out[tta, ens] = float(accuracy(chosen.flatten(0, 1).softmax(dim=-1).mean(dim=0), y_test))
     return out
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .release import reference
+
 # ------------------------------------------------------------------------------------------ smoothing
 
 
@@ -29,6 +31,7 @@ def _as_array(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
+@reference("07_training_plots", "smooth_ema")
 def smooth(values, beta: float = 0.9) -> np.ndarray:
     """Exponential moving average with bias correction.
 
@@ -47,6 +50,19 @@ def smooth(values, beta: float = 0.9) -> np.ndarray:
     return out
 
 
+def _trend(values, beta: float = 0.9) -> np.ndarray:
+    """The curve :func:`smooth` draws, computed by pandas (``ewm(adjust=True)`` is the same average), for the
+    plots and :func:`loss_band`; a NaN stays NaN to the end, as in :func:`smooth`."""
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    x = _as_array(values)
+    out = pd.Series(x).ewm(alpha=1.0 - beta, adjust=True).mean().to_numpy(dtype=np.float64, copy=True)
+    nan = np.isnan(x)
+    if nan.any():
+        out[int(np.argmax(nan)):] = np.nan
+    return out
+
+
 def loss_band(values, beta: float = 0.9, skip: float = 0.5) -> float:
     """Width of the noise band of a loss curve: the std of ``values - smooth(values, beta)``.
 
@@ -56,7 +72,7 @@ def loss_band(values, beta: float = 0.9, skip: float = 0.5) -> float:
     """
     x = _as_array(values)
     start = int(len(x) * skip)
-    residual = x[start:] - smooth(x, beta)[start:]
+    residual = x[start:] - _trend(x, beta)[start:]
     return float(np.std(residual))
 
 
@@ -89,6 +105,7 @@ class Finding:
     details: dict = field(default_factory=dict)
 
 
+@reference("07_training_plots", "diverged_at")
 def divergence_step(losses, factor: float = 3.0, steps=None) -> int | None:
     """The first step whose loss is NaN/inf or above ``factor`` times the first loss, else ``None``.
 
@@ -103,6 +120,7 @@ def divergence_step(losses, factor: float = 3.0, steps=None) -> int | None:
     return int(steps[np.argmax(bad)]) if bad.any() else None
 
 
+@reference("07_training_plots", "linearity")
 def linearity(losses, beta: float = 0.9) -> tuple[float, float]:
     """``(drop_ratio, relative_drop)`` of a loss curve, smoothed with :func:`smooth`.
 
@@ -122,6 +140,7 @@ def linearity(losses, beta: float = 0.9) -> tuple[float, float]:
     return float(ratio), float((a - c) / abs(a)) if a else float("nan")
 
 
+@reference("07_training_plots", "plateau_start")
 def plateau_start(losses, patience: int, rel_tol: float = 0.02, beta: float = 0.9, steps=None) -> int | None:
     """The first step after which the smoothed loss never again improves by ``rel_tol`` on its best.
 
@@ -141,6 +160,7 @@ def plateau_start(losses, patience: int, rel_tol: float = 0.02, beta: float = 0.
     return int(steps[np.argmax(flat)]) if flat.any() else None
 
 
+@reference("07_training_plots", "overfitting_epoch")
 def overfitting_epoch(train_losses, val_losses, rel_tol: float = 0.02, epochs=None) -> tuple[int, float] | None:
     """Where overfitting shows: ``(epoch, gap)`` or ``None``.
 
@@ -159,6 +179,7 @@ def overfitting_epoch(train_losses, val_losses, rel_tol: float = 0.02, epochs=No
     return int(epochs[best + 1]), float(val[-1] - train[-1])
 
 
+@reference("07_training_plots", "diverged_at", "linearity", "plateau_start", "overfitting_epoch")
 def diagnose(history, *, factor: float = 3.0, patience: int | None = None, rel_tol: float = 0.02,
              linear_ratio: float = 0.5, min_drop: float = 0.01, beta: float = 0.9) -> list[Finding]:
     """Read a training history with the seeds' rules; returns a list of :class:`Finding` (maybe empty).
@@ -209,6 +230,7 @@ def diagnose(history, *, factor: float = 3.0, patience: int | None = None, rel_t
 # ------------------------------------------------------------------------------------- training speed
 
 
+@reference("04_training", "steps_to_target")
 def steps_to_target(steps, accuracy, target: float) -> int | None:
     """The first evaluation step whose accuracy is ``>= target``, as an ``int``; ``None`` if none is.
 

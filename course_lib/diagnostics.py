@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import ACTIVATIONS
+from .release import reference
 
 ACTIVATION_TYPES = tuple(t for t in ACTIVATIONS.values() if t is not nn.Identity) + (nn.PReLU, nn.RReLU)
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -21,6 +22,7 @@ def _modules_of(model: nn.Module, types) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, types)]
 
 
+@reference("03_initialization", "activation_stds")
 @torch.no_grad()
 def activations(model: nn.Module, x: torch.Tensor, types=ACTIVATION_TYPES) -> list[torch.Tensor]:
     """The outputs of every module of ``types`` (by default every activation), input side first.
@@ -48,6 +50,7 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn=F
     return [float(g.norm()) for g in grads]
 
 
+@reference("03_initialization", "activation_stds")
 def layer_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn=F.cross_entropy) -> pd.DataFrame:
     """One row per layer: its activation's mean and std and its weight's gradient norm, input side first."""
     acts = activations(model, x)
@@ -56,6 +59,7 @@ def layer_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn
                          for i, (a, g) in enumerate(zip(acts, grads), start=1)])
 
 
+@reference("03_initialization", "count_distinct_units")
 def distinct_units(weight: torch.Tensor, tol: float = 1e-6) -> int:
     """How many rows of ``weight`` (one row per unit) differ from every earlier row by more than ``tol``
     (max absolute difference). Symmetric units — the mark of a constant init — count once."""

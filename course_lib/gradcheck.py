@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch.autograd.gradcheck import _get_numerical_jacobian
+
+from .release import reference
 
 
 def rel_error(a, b) -> float:
@@ -17,6 +20,7 @@ def rel_error(a, b) -> float:
     return float(((a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-8)).max())
 
 
+@reference("04_training", "numerical_gradient")
 @torch.no_grad()
 def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h: float = 1e-5) -> torch.Tensor:
     """``∂f/∂x_i ≈ (f(x + h e_i) - f(x - h e_i)) / 2h`` for a scalar function ``f``, in float64.
@@ -39,12 +43,16 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 def check_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, h: float = 1e-5,
                    threshold: float = 1e-7) -> tuple[bool, float]:
-    """Compare autograd's gradient of the scalar ``f`` at ``x`` with :func:`numerical_gradient`.
+    """Compare autograd's gradient of the scalar ``f`` at ``x`` with central differences of step ``h``
+    in float64 (torch's own numerical Jacobian, the one ``torch.autograd.gradcheck`` uses).
 
     ``f`` may use a custom ``torch.autograd.Function``: its ``backward`` is what gets checked.
     Returns ``(ok, relative error)``, ``ok`` meaning the error is below ``threshold``.
     """
     x64 = x.detach().to(torch.float64).requires_grad_(True)
     (analytic,) = torch.autograd.grad(f(x64), x64)
-    err = rel_error(analytic, numerical_gradient(f, x64, h))
+    point = x64.detach().clone().requires_grad_(True)   # the inputs it differentiates by are those that require grad
+    with torch.no_grad():
+        ((numeric,),) = _get_numerical_jacobian(lambda t: f(t).reshape(1), (point,), eps=h)
+    err = rel_error(analytic, numeric.reshape(x.shape))
     return err < threshold, err

@@ -25,6 +25,8 @@ from typing import Callable
 
 import torch
 
+from .release import reference
+
 SCALES = ("log", "linear")
 
 
@@ -38,6 +40,7 @@ def _check_range(low: float, high: float, scale: str) -> None:
         raise ValueError(f"a log-scaled range needs low > 0, got low={low!r}")
 
 
+@reference("04_training", "log_uniform")
 def log_uniform(low: float, high: float, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` float64 draws whose logarithm is uniform on ``[log low, log high)``:
     ``low · (high / low) ** u`` with ``u = torch.rand(n, generator=generator, dtype=torch.float64)``.
@@ -57,6 +60,7 @@ def uniform(low: float, high: float, n: int, generator: torch.Generator | None =
     return low + (high - low) * u
 
 
+@reference("04_training", "random_search", "log_uniform")
 def sample_space(space: dict, n: int, generator: torch.Generator | None = None) -> list[dict]:
     """``n`` random trials of ``space``: the values of each hyper-parameter are drawn as one tensor of
     ``n`` (:func:`log_uniform` or :func:`uniform`), hyper-parameter after hyper-parameter in the order of
@@ -99,6 +103,7 @@ def evaluate_trials(objective: Callable[..., float], points: list[dict]) -> tupl
     return best, trials
 
 
+@reference("04_training", "random_search")
 def random_search(objective: Callable[..., float], space: dict, n_trials: int,
                   generator: torch.Generator | None = None) -> tuple[dict, list[dict]]:
     """Random search: ``n_trials`` points of :func:`sample_space`, each evaluated by ``objective``
@@ -113,6 +118,7 @@ def grid_search(objective: Callable[..., float], space: dict, per_dim: int | dic
     return evaluate_trials(objective, grid_points(space, per_dim))
 
 
+@reference("04_training", "refine_space")
 def refine_space(space: dict, best: dict, shrink: float = 0.25) -> dict:
     """Coarse-to-fine: a narrower space centred on the ``best`` trial.
 

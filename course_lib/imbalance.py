@@ -24,11 +24,13 @@ from torch import Tensor
 
 from . import augment
 from .data import Dataset, DeviceLoader
+from .release import reference
 from .runtime import generator_device
 
 # ------------------------------------------------------------------------------------------ building
 
 
+@reference("09_imbalanced_data", "long_tail_counts")
 def long_tail_counts(n_max: int, num_classes: int, imbalance_ratio: float) -> list[int]:
     """Samples per class of an exponential long tail: ``n_c = floor(n_max * ratio**(-c / (C - 1)))``.
 
@@ -63,7 +65,7 @@ def make_long_tailed(dataset: Dataset, imbalance_ratio: float, *, n_max: int | N
     order = list(range(num_classes)) if order is None else [int(c) for c in order]
     if sorted(order) != list(range(num_classes)):
         raise ValueError(f"order must be a permutation of the {num_classes} classes, got {order}")
-    counts = long_tail_counts(n_max, num_classes, imbalance_ratio)
+    counts = _tail_profile(n_max, num_classes, imbalance_ratio)
     keep = []
     for rank, cls in enumerate(order):
         if counts[rank] > have[cls]:
@@ -76,6 +78,17 @@ def make_long_tailed(dataset: Dataset, imbalance_ratio: float, *, n_max: int | N
                    list(dataset.classes))
 
 
+def _tail_profile(n_max: int, num_classes: int, imbalance_ratio: float) -> list[int]:
+    """:func:`long_tail_counts`' values, laid out with ``torch.logspace`` (base ``ratio``, exponents 0 to −1)."""
+    if imbalance_ratio < 1 or num_classes < 1 or n_max < 1:
+        raise ValueError(f"need imbalance_ratio >= 1, num_classes >= 1, n_max >= 1; got "
+                         f"{imbalance_ratio}, {num_classes}, {n_max}")
+    if num_classes == 1:
+        return [int(n_max)]
+    profile = torch.logspace(0, -1, num_classes, base=float(imbalance_ratio), dtype=torch.float64) * n_max
+    return [max(int(math.floor(float(v) + 1e-9)), 1) for v in profile]
+
+
 def _randperm(n: int, generator, device) -> Tensor:
     gen_device = generator_device(generator)
     return torch.randperm(n, generator=generator, device=gen_device).to(device)
@@ -84,6 +97,7 @@ def _randperm(n: int, generator, device) -> Tensor:
 # ----------------------------------------------------------------------------------------- weights
 
 
+@reference("09_imbalanced_data", "class_weights")
 def class_weights(counts, kind: str = "inverse", beta: float = 0.999) -> Tensor:
     """Per-class loss weights (C,) float32 from the class counts.
 
@@ -112,6 +126,7 @@ def class_weights(counts, kind: str = "inverse", beta: float = 0.999) -> Tensor:
     return w.to(device=device, dtype=torch.float32)
 
 
+@reference("09_imbalanced_data", "sample_weights")
 def sample_weights(y: Tensor, num_classes: int) -> Tensor:
     """Per-sample weights ``1 / n_{y_i}``: sampling with them picks every class with probability 1/C
     (the weights to give ``torch.utils.data.WeightedRandomSampler``)."""
@@ -125,7 +140,7 @@ def sample_weights(y: Tensor, num_classes: int) -> Tensor:
 def balanced_indices(y: Tensor, num_classes: int, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
     """``num_samples`` indices drawn with replacement, each class equally likely (class-balanced sampling)."""
     gen_device = generator_device(generator)
-    weights = sample_weights(y, num_classes).to(gen_device)
+    weights = (1.0 / class_counts(y, num_classes).double())[y].float().to(gen_device)   # 1 / n_{y_i}
     return torch.multinomial(weights, num_samples, replacement=True, generator=generator).to(y.device)
 
 
@@ -191,6 +206,7 @@ def crop_offsets(n: int, padding: int, generator: torch.Generator | None = None,
     return off.to(device) if device is not None else off
 
 
+@reference("09_imbalanced_data", "random_crop")
 def random_crop(x: Tensor, offsets: Tensor, padding: int) -> Tensor:
     """Pad ``x`` (N, C, H, W) with ``padding`` zeros on every side and cut an H x W window per image
     at ``offsets[i] = (top, left)`` of the padded image (0 <= top, left <= 2 * padding).
@@ -203,6 +219,17 @@ def random_crop(x: Tensor, offsets: Tensor, padding: int) -> Tensor:
     return augment.crop(x, offsets[:, 0], offsets[:, 1], tuple(x.shape[-2:]), padding)
 
 
+def _windows(x: Tensor, offsets: Tensor, padding: int) -> Tensor:
+    """:func:`random_crop`'s windows, gathered rows then columns from ``F.pad(x)``."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    offsets = offsets.to(x.device, torch.long)
+    rows = offsets[:, :1] + torch.arange(h, device=x.device)
+    cols = offsets[:, 1:] + torch.arange(w, device=x.device)
+    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, padded.shape[-1]))
+    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
 def oversample_with_crops(x: Tensor, y: Tensor, num_classes: int, *, padding: int = 3,
                           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Over-sample the rare classes with randomly cropped copies (seed 003): each class is filled up to
@@ -210,25 +237,28 @@ def oversample_with_crops(x: Tensor, y: Tensor, num_classes: int, *, padding: in
     Returns the new ``(x, y)`` (originals first, then the crops)."""
     extra = oversample_extra(y, num_classes, generator)
     offsets = crop_offsets(len(extra), padding, generator, x.device)
-    crops = random_crop(x[extra], offsets, padding)
+    crops = _windows(x[extra], offsets, padding)
     return torch.cat([x, crops]), torch.cat([y, y[extra]])
 
 
 # ------------------------------------------------------------------------------------------ metrics
 
 
+@reference("09_imbalanced_data", "confusion_matrix")
 def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Tensor:
     """(C, C) int64 counts: entry ``[i, j]`` is how many samples of true class i were predicted j."""
     flat = y_true.long() * num_classes + y_pred.long()
     return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
+@reference("09_imbalanced_data", "balanced_accuracy")
 def per_class_recall(cm: Tensor) -> Tensor:
     """Recall of each class from a confusion matrix: ``cm[c, c] / sum_j cm[c, j]`` (NaN for an absent class)."""
     cm = cm.double()
     return cm.diagonal() / cm.sum(dim=1)
 
 
+@reference("09_imbalanced_data", "balanced_accuracy")
 def balanced_accuracy(y_true: Tensor, y_pred: Tensor, num_classes: int) -> float:
     """Mean of the per-class recalls over the classes present in ``y_true`` (scikit-learn's
     ``balanced_accuracy_score``). Plain accuracy weighs classes by their frequency; this weighs them equally."""

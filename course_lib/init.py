@@ -133,17 +133,22 @@ def init_weight_(tensor: torch.Tensor, scheme: str, *, generator: torch.Generato
 
     ``small`` is ``0.01 · N(0, 1)`` and ``large`` is ``1.0 · N(0, 1)``; Xavier uses gain 1 as in the paper,
     Kaiming the ReLU gain ``sqrt(2)``, and ``truncated_normal`` std 0.1 as in seed 002.
+
+    It draws with ``torch.nn.init``, so that it works in the students' course_lib too, where the exercises'
+    answers above are left out. Its samplers draw the same numbers as the ones above (the same formulas, the
+    same calls on the generator), except ``trunc_normal_``, which samples the same distribution by rejection.
     """
+    nn_init = torch.nn.init
     schemes = {
-        "zeros": lambda t: zeros_(t),
-        "small": lambda t: normal_(t, 0.01, generator=generator),
-        "large": lambda t: normal_(t, 1.0, generator=generator),
-        "calibrated": lambda t: calibrated_normal_(t, generator=generator),
-        "xavier_uniform": lambda t: xavier_uniform_(t, generator=generator),
-        "xavier_normal": lambda t: xavier_normal_(t, generator=generator),
-        "kaiming_normal": lambda t: kaiming_normal_(t, generator=generator),
-        "kaiming_uniform": lambda t: kaiming_uniform_(t, generator=generator),
-        "truncated_normal": lambda t: truncated_normal_(t, 0.0, 0.1, generator=generator),
+        "zeros": lambda t: nn_init.zeros_(t),
+        "small": lambda t: nn_init.normal_(t, 0.0, 0.01, generator=generator),
+        "large": lambda t: nn_init.normal_(t, 0.0, 1.0, generator=generator),
+        "calibrated": lambda t: nn_init.kaiming_normal_(t, nonlinearity="linear", generator=generator),
+        "xavier_uniform": lambda t: nn_init.xavier_uniform_(t, generator=generator),
+        "xavier_normal": lambda t: nn_init.xavier_normal_(t, generator=generator),
+        "kaiming_normal": lambda t: nn_init.kaiming_normal_(t, nonlinearity="relu", generator=generator),
+        "kaiming_uniform": lambda t: nn_init.kaiming_uniform_(t, nonlinearity="relu", generator=generator),
+        "truncated_normal": lambda t: nn_init.trunc_normal_(t, 0.0, 0.1, -0.2, 0.2, generator=generator),
     }
     if scheme not in schemes:
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
@@ -156,5 +161,5 @@ def init_module_(module: torch.nn.Module, scheme: str, *, generator: torch.Gener
         if isinstance(layer, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
             init_weight_(layer.weight, scheme, generator=generator)
             if layer.bias is not None:
-                zeros_(layer.bias)
+                torch.nn.init.zeros_(layer.bias)
     return module

@@ -17,6 +17,8 @@ import math
 import torch
 from torch.optim import Optimizer
 
+from .release import reference
+
 
 def _check_nonneg(name: str, value: float) -> None:
     """``ValueError`` naming ``name`` unless ``value >= 0`` (torch.optim's rule for lr, eps, decay)."""
@@ -35,6 +37,7 @@ def _with_grad(group: dict):
     return [p for p in group["params"] if p.grad is not None]
 
 
+@reference("04_training", "momentum", "nesterov")
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay.
 
@@ -83,6 +86,7 @@ class SGD(Optimizer):
         return loss
 
 
+@reference("04_training", "adagrad")
 class AdaGrad(Optimizer):
     """AdaGrad (Duchi, Hazan & Singer, 2011; seed 001, 7.4.1): a per-parameter rate that only shrinks.
 
@@ -117,6 +121,7 @@ class AdaGrad(Optimizer):
         return loss
 
 
+@reference("04_training", "adagrad_rates")
 def adagrad_rates(grads: torch.Tensor, lr: float, eps: float = 1e-10) -> torch.Tensor:
     """AdaGrad's effective learning rate of every coordinate after every step (Duchi, Hazan & Singer, 2011).
 
@@ -136,6 +141,7 @@ def adagrad_rates(grads: torch.Tensor, lr: float, eps: float = 1e-10) -> torch.T
     return lr / ((grads * grads).cumsum(0).sqrt() + eps)
 
 
+@reference("04_training", "adadelta")
 class AdaDelta(Optimizer):
     """AdaDelta (Zeiler, 2012; seed 001, 7.4.2): the ratio of two running RMS values sets the step.
 
@@ -178,6 +184,7 @@ class AdaDelta(Optimizer):
         return loss
 
 
+@reference("04_training", "rmsprop")
 class RMSprop(Optimizer):
     """RMSprop (Hinton, Coursera lecture 6e, 2012; seed 001, 7.4.3): AdaGrad with a moving average.
 
@@ -211,6 +218,7 @@ class RMSprop(Optimizer):
         return loss
 
 
+@reference("04_training", "adam")
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015, Algorithm 1; seed 001, 7.4.4): momentum plus RMSprop, bias-corrected.
 

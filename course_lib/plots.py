@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .curves import (Finding, _as_array, _frames, _has, diagnose, divergence_step, linearity,  # noqa: F401
-                     loss_band, overfitting_epoch, plateau_start, smooth)
+from .curves import (Finding, _as_array, _frames, _has, _trend, diagnose, divergence_step,  # noqa: F401
+                     linearity, loss_band, overfitting_epoch, plateau_start, smooth)
 from .runtime import under_autograder
 
 # ------------------------------------------------------------------------------------------- plotting
@@ -82,7 +82,7 @@ def _draw_losses(ax, steps: pd.DataFrame, epochs: pd.DataFrame, beta) -> None:
     if _has(steps, "train_loss"):
         ax.plot(steps["x"], steps["train_loss"], color="tab:blue", alpha=0.25, lw=0.8, label="train loss (step)")
         if beta:
-            ax.plot(steps["x"], smooth(steps["train_loss"], beta), color="tab:blue", lw=1.5,
+            ax.plot(steps["x"], _trend(steps["train_loss"], beta), color="tab:blue", lw=1.5,
                     label=f"train loss (EMA {beta})")
     if _has(epochs, "train_loss"):
         ax.plot(epochs["epoch"], epochs["train_loss"], "o-", color="navy", ms=4, label="train loss (epoch)")
@@ -94,7 +94,7 @@ def _draw_losses(ax, steps: pd.DataFrame, epochs: pd.DataFrame, beta) -> None:
 
 def _draw_accuracies(ax, steps: pd.DataFrame, epochs: pd.DataFrame, beta) -> None:
     if _has(steps, "train_acc") and beta:
-        ax.plot(steps["x"], smooth(steps["train_acc"], beta), color="tab:blue", lw=1, alpha=0.6,
+        ax.plot(steps["x"], _trend(steps["train_acc"], beta), color="tab:blue", lw=1, alpha=0.6,
                 label=f"train accuracy (EMA {beta})")
     if _has(epochs, "train_acc"):
         ax.plot(epochs["epoch"], epochs["train_acc"], "o-", color="navy", ms=4, label="train accuracy (epoch)")

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
+from .release import reference
+
 
 # ------------------------------------------------------------------------------ factor functions
 
@@ -35,6 +37,7 @@ def exponential_factor(t: int, gamma: float) -> float:
     return gamma ** t
 
 
+@reference("08_ensembles", "cyclic_cosine_lr")
 def cosine_factor(t: int, total: int, min_factor: float = 0.0) -> float:
     """Half a cosine from 1 at ``t = 0`` to ``min_factor`` at ``t = total``, then flat (Loshchilov &
     Hutter, SGDR, 2017; torch ``CosineAnnealingLR`` with ``eta_min = min_factor · lr``):
@@ -51,13 +54,17 @@ def warmup_factor(t: int, warmup: int, start_factor: float = 0.01) -> float:
     return start_factor + (1 - start_factor) * min(t, warmup) / warmup
 
 
+@reference("04_training", "warmup_cosine")
 def warmup_cosine_factor(t: int, warmup: int, total: int, start_factor: float = 0.01,
                          min_factor: float = 0.0) -> float:
     """Linear warm-up for ``warmup`` steps, then a cosine decay to ``min_factor`` at ``t = total``:
-    ``warmup_factor(t)`` for ``t < warmup``, else ``cosine_factor(t − warmup, total − warmup)``."""
+    ``warmup_factor(t)`` for ``t < warmup``, else ``cosine_factor(t − warmup, total − warmup)``
+    (written out here, so that it calls no other chapter's reference)."""
     if t < warmup:
-        return warmup_factor(t, warmup, start_factor)
-    return cosine_factor(t - warmup, max(total - warmup, 1), min_factor)
+        return start_factor + (1 - start_factor) * t / warmup
+    span = max(total - warmup, 1)
+    progress = min(t - warmup, span) / span
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ------------------------------------------------------------------------------ schedulers
@@ -76,6 +83,7 @@ def exponential(optimizer, gamma: float) -> LambdaLR:
     return LambdaLR(optimizer, partial(exponential_factor, gamma=gamma))
 
 
+@reference("08_ensembles", "cyclic_cosine_lr")
 def cosine(optimizer, total: int, min_factor: float = 0.0) -> LambdaLR:
     """Scheduler: cosine decay over ``total`` steps (:func:`cosine_factor`)."""
     if total < 1:
@@ -88,6 +96,7 @@ def linear_warmup(optimizer, warmup: int, start_factor: float = 0.01) -> LambdaL
     return LambdaLR(optimizer, partial(warmup_factor, warmup=warmup, start_factor=start_factor))
 
 
+@reference("04_training", "warmup_cosine")
 def warmup_cosine(optimizer, warmup: int, total: int, start_factor: float = 0.01,
                   min_factor: float = 0.0) -> LambdaLR:
     """Scheduler: warm-up then cosine decay (:func:`warmup_cosine_factor`)."""
@@ -108,6 +117,7 @@ def divide_on_plateau(optimizer, k: float = 2.0, patience: int = 2, threshold: f
                              threshold=threshold, threshold_mode="rel", min_lr=min_lr)
 
 
+@reference("04_training", "plateau_lrs")
 def plateau_lrs(val_losses: Iterable[float], lr: float, k: float = 2.0, patience: int = 2,
                 threshold: float = 1e-4, min_lr: float = 0.0) -> list[float]:
     """The rate after each epoch under :func:`divide_on_plateau`, replayed on a list of losses.

@@ -60,6 +60,23 @@ def test_trick_cnns_run_and_keep_the_device(device, trick):
     assert out.shape == (2, 10) and out.device == x.device
 
 
+def test_trick_cnn_takes_a_block_of_ones_own():
+    torch.manual_seed(0)
+    ref = arch.trick_cnn("depthwise-sep. 5x5 + FC head", widths=(4, 8), hidden=16)
+    torch.manual_seed(0)
+    own = arch.trick_cnn("depthwise-sep. 5x5 + FC head", widths=(4, 8), hidden=16,
+                         block=lambda ci, co: nn.Sequential(nn.Conv2d(ci, ci, 5, padding=2, groups=ci, bias=False),
+                                                            nn.ReLU(), nn.Conv2d(ci, co, 1, bias=False), nn.ReLU()))
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(own(x), ref(x))
+
+
+def test_residual_is_x_plus_body():
+    body = nn.Linear(5, 5)
+    x = torch.randn(3, 5)
+    torch.testing.assert_close(arch.Residual(body)(x), x + body(x))
+
+
 def test_unknown_trick_raises():
     with pytest.raises(ValueError):
         arch.trick_cnn("11x11")
@@ -70,7 +87,7 @@ def test_residual_and_plain_nets_differ_only_by_the_shortcut(device, conv):
     torch.manual_seed(0)
     res = arch.DeepNet((1, 8, 8), 10, blocks=4, width=8, residual=True, conv=conv).to(device)
     plain = arch.DeepNet((1, 8, 8), 10, blocks=4, width=8, residual=False, conv=conv).to(device)
-    plain.load_state_dict({k.replace(".body.", "."): v for k, v in res.state_dict().items()})
+    plain.load_state_dict(res.state_dict())
     x = torch.randn(3, 1, 8, 8, device=device)
     h = res.stem(x)
     torch.testing.assert_close(res(x), res.head(_run(res, h, True)))
@@ -79,7 +96,7 @@ def test_residual_and_plain_nets_differ_only_by_the_shortcut(device, conv):
 
 def _run(net, h, residual):
     for block in net.blocks:
-        h = h + block.body(h) if residual else block.body(h)
+        h = h + block(h) if residual else block(h)
     return h
 
 
