@@ -268,4 +268,13 @@ TORCH_EQUIVALENTS = {SGD: torch.optim.SGD, AdaGrad: torch.optim.Adagrad, AdaDelt
 
 # The grading of an optimizer class (it runs in the test cells) lives with the other grading helpers;
 # chapter 04b calls it by these names.
-from .grading.optim import assert_follows, follow_error  # noqa: E402,F401
+from .grading import optim as _grading  # noqa: E402
+from .grading.optim import follow_error  # noqa: E402,F401
+
+
+def assert_follows(student_cls, reference_cls, kwargs: dict, reference_kwargs: dict | None = None, **options) -> float:
+    """:func:`course_lib.grading.optim.assert_follows`, with the reference named by its ``torch.optim`` class
+    (``torch.optim.SGD``, ``torch.optim.Adagrad``, ...) or by the course class above: the student's class must
+    follow that ``torch.optim`` optimizer step for step, with both implementations disabled while it runs."""
+    course_cls = {torch_cls: cls for cls, torch_cls in TORCH_EQUIVALENTS.items()}.get(reference_cls, reference_cls)
+    return _grading.assert_follows(student_cls, course_cls, kwargs, reference_kwargs, **options)
