@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .release import reference
 from .runtime import generator_device
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -111,6 +112,7 @@ def _to_cached(cache: dict, tensors: tuple, device, dtype) -> tuple:
 # ---------------------------------------------------------------------------------- geometric core
 
 
+@reference("01_augmentation", "hflip")
 def hflip(images: Tensor, mask) -> Tensor:
     """Mirror left-right the samples where ``mask`` (bool, shape ``(N,)``) is true: ``x[..., W-1-j]``.
 
@@ -137,6 +139,7 @@ def _window_index(top: Tensor, left: Tensor, height: int, width: int, row_len: i
     return (rows[:, :, None] * row_len + cols[:, None, :]).reshape(len(top), -1)
 
 
+@reference("01_augmentation", "crop")
 def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = True, flip=None) -> Tensor:
     """Cut a ``size`` window from each sample after zero-padding every side by ``padding`` pixels.
 
@@ -149,6 +152,12 @@ def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = Tru
     ``crop(x, ..., flip=m) == crop(hflip(x, m), ...)`` (zero padding is symmetric, so mirroring the padded
     image is padding the mirrored one).
     """
+    return _crop_at(images, top, left, size, padding, check=check, flip=flip)
+
+
+def _crop_at(images: Tensor, top, left, size, padding: int = 0, *, check: bool = True, flip=None) -> Tensor:
+    """The library's windowed gather behind :class:`RandomCrop`, :class:`BatchPipeline` (and :func:`crop`):
+    zero-pad, mirror the samples selected by ``flip``, cut each sample's window, in one ``torch.gather``."""
     _check_images(images)
     n, c, _, _ = images.shape
     h, w = _pair(size)
@@ -245,6 +254,7 @@ def gaussian_noise(images: Tensor, noise: Tensor, sigma, clip: bool = True) -> T
 # ------------------------------------------------------------------------------------- colour core
 
 
+@reference("01_augmentation", "rgb_to_hsv")
 def rgb_to_hsv(images: Tensor) -> Tensor:
     """RGB in [0, 1] to HSV in [0, 1] (hue as a fraction of a turn), per pixel.
 
@@ -283,6 +293,7 @@ def _hsv_channels(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     return ramp.mul_((v * s).neg_()[:, None]).add_(v[:, None])
 
 
+@reference("01_augmentation", "hsv_to_rgb")
 def hsv_to_rgb(images: Tensor) -> Tensor:
     """HSV in [0, 1] (hue as a fraction of a turn) back to RGB in [0, 1]; the inverse of :func:`rgb_to_hsv`."""
     _check_images(images, 3)
@@ -301,6 +312,7 @@ def _jitter(x: Tensor, power: Tensor, mul: Tensor, add: Tensor) -> Tensor:
     return out.mul_(mul.reshape(view)).add_(add.reshape(view)).clamp_(0, 1)
 
 
+@reference("01_augmentation", "adjust_hsv")
 def adjust_hsv(images: Tensor, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add) -> Tensor:
     """The seeds' colour recipe in HSV space, with per-sample factors (numbers or ``(N,)`` tensors).
 
@@ -309,6 +321,11 @@ def adjust_hsv(images: Tensor, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add) 
     factors from [0.7, 1.4], the offsets from [-0.1, 0.1] and the hue shift from [-0.1, 0.1]
     (see :class:`HSVJitter`).
     """
+    return _adjust_hsv(images, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add)
+
+
+def _adjust_hsv(images: Tensor, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add) -> Tensor:
+    """The HSV recipe as :class:`HSVJitter` and :class:`BatchPipeline` apply it (the fused kernels above)."""
     _check_images(images, 3)
     r, g, b = images.unbind(1)
     v = torch.maximum(torch.maximum(r, g), b)
@@ -320,6 +337,7 @@ def adjust_hsv(images: Tensor, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add) 
     return _hsv_channels(h, s, _jitter(v, *p[3:6]))
 
 
+@reference("01_augmentation", "fit_fancy_pca")
 def fit_fancy_pca(images: Tensor) -> tuple[Tensor, Tensor]:
     """Eigenvalues and eigenvectors of the 3x3 covariance of all RGB pixels of ``images``.
 
@@ -339,6 +357,7 @@ def fit_fancy_pca(images: Tensor) -> tuple[Tensor, Tensor]:
     return eigvals.to(images.dtype), (eigvecs * signs).to(images.dtype)
 
 
+@reference("01_augmentation", "fancy_pca")
 def fancy_pca(images: Tensor, eigvals: Tensor, eigvecs: Tensor, alphas: Tensor) -> Tensor:
     """AlexNet's colour augmentation: add ``[p1, p2, p3] · [α1 λ1, α2 λ2, α3 λ3]ᵀ`` to every pixel.
 
@@ -347,12 +366,28 @@ def fancy_pca(images: Tensor, eigvals: Tensor, eigvecs: Tensor, alphas: Tensor) 
     draw each time the image is used). Krizhevsky et al. (2012), section 4.1; seeds 000 and 003.
     The result is not clipped.
     """
+    return _colour_shift(images, eigvals, eigvecs, alphas)
+
+
+def _colour_shift(images: Tensor, eigvals: Tensor, eigvecs: Tensor, alphas: Tensor) -> Tensor:
+    """Fancy PCA's per-image colour shift as :class:`FancyPCA` and :class:`BatchPipeline` apply it."""
     _check_images(images, 3)
     alphas = torch.as_tensor(alphas).to(images.device, images.dtype)
     if alphas.shape != (images.shape[0], 3):
         raise ValueError(f"alphas must have shape ({images.shape[0]}, 3), got {tuple(alphas.shape)}")
     shift = (alphas * eigvals.to(images.device, images.dtype)) @ eigvecs.to(images.device, images.dtype).T
     return images + shift[:, :, None, None]
+
+
+def _pixel_pca(images: Tensor) -> tuple[Tensor, Tensor]:
+    """:meth:`FancyPCA.fit`'s eigen-decomposition of the RGB pixel covariance, by ``torch.cov`` and
+    ``torch.linalg.eigh``: eigenvalues decreasing, eigenvectors as columns with their largest entry positive."""
+    _check_images(images, 3)
+    dtype = torch.float32 if images.device.type == "mps" else torch.float64
+    eigvals, eigvecs = torch.linalg.eigh(torch.cov(images.transpose(0, 1).reshape(3, -1).to(dtype), correction=0))
+    eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)
+    signs = torch.sign(eigvecs.gather(0, eigvecs.abs().argmax(0, keepdim=True)))
+    return eigvals.to(images.dtype), (eigvecs * signs).to(images.dtype)
 
 
 # --------------------------------------------------------------------------------- sampling classes
@@ -395,7 +430,9 @@ class RandomHFlip(RandomTransform):
         return {"mask": torch.rand(n, generator=self.generator, device=_draw_device(self.generator, images)) < self.p}
 
     def apply(self, images, mask):
-        return hflip(images, mask)
+        _check_images(images)
+        flip = _per_sample(mask, images, dtype=torch.bool).expand(images.shape[0]).reshape(-1, 1, 1, 1)
+        return torch.where(flip, images.flip(-1), images)  # torch's flip of the selected samples
 
 
 class RandomCrop(RandomTransform):
@@ -414,7 +451,7 @@ class RandomCrop(RandomTransform):
         return {"top": top, "left": left}
 
     def apply(self, images, top, left):
-        return crop(images, top, left, self.size, self.padding, check=False)
+        return _crop_at(images, top, left, self.size, self.padding, check=False)
 
 
 class RandomResizedCrop(RandomTransform):
@@ -480,6 +517,7 @@ HSV_RANGES = dict(power=(0.25, 4.0), factor=(0.7, 1.4), offset=(-0.1, 0.1), hue=
 """Seed 000's ranges of the HSV recipe: power, factor and offset for S and V, and the hue shift."""
 
 
+@reference("01_augmentation", "hsv_params")
 def hsv_params(n: int, per_batch: bool = False, generator: torch.Generator | None = None, *,
                power=HSV_RANGES["power"], factor=HSV_RANGES["factor"], offset=HSV_RANGES["offset"],
                hue=HSV_RANGES["hue"], device=None) -> dict:
@@ -493,10 +531,14 @@ def hsv_params(n: int, per_batch: bool = False, generator: torch.Generator | Non
     ``generator``'s device (on ``device``, the CPU by default, when ``generator`` is ``None``); on the CPU
     that is the same stream as seven calls of ``torch.rand(k)``.
     """
+    return _draw_hsv(n, per_batch, generator, dict(power=power, factor=factor, offset=offset, hue=hue), device)
+
+
+def _draw_hsv(n: int, per_batch: bool, generator, ranges: dict, device=None) -> dict:
+    """The seven HSV factors for ``n`` images from one ``torch.rand((7, k))`` (:class:`HSVJitter`'s draw)."""
     k = 1 if per_batch else n
     dev = generator_device(generator) if generator is not None or device is None else torch.device(device)
     u = torch.rand(7, k, generator=generator, device=dev)
-    ranges = dict(power=power, factor=factor, offset=offset, hue=hue)
     return {key: v.expand(n) for key, v in _hsv_from_uniform(u, ranges).items()}
 
 
@@ -535,11 +577,11 @@ class HSVJitter(RandomTransform):
         self.per_batch = per_batch
 
     def sample(self, images):
-        return hsv_params(images.shape[0], self.per_batch, self.generator, power=self.power, factor=self.factor,
-                          offset=self.offset, hue=self.hue, device=images.device)
+        ranges = dict(power=self.power, factor=self.factor, offset=self.offset, hue=self.hue)
+        return _draw_hsv(images.shape[0], self.per_batch, self.generator, ranges, device=images.device)
 
     def apply(self, images, **params):
-        return adjust_hsv(images, **params)
+        return _adjust_hsv(images, **params)
 
 
 class FancyPCA(RandomTransform):
@@ -556,7 +598,7 @@ class FancyPCA(RandomTransform):
     @classmethod
     def fit(cls, images: Tensor, **kwargs) -> "FancyPCA":
         """A FancyPCA whose eigenvectors are fitted on ``images`` (:func:`fit_fancy_pca`)."""
-        return cls(*fit_fancy_pca(images), **kwargs)
+        return cls(*_pixel_pca(images), **kwargs)
 
     def sample(self, images):
         n = images.shape[0]
@@ -565,7 +607,7 @@ class FancyPCA(RandomTransform):
 
     def apply(self, images, alphas):
         eigen = _to_cached(self._cache, (self.eigvals, self.eigvecs), images.device, images.dtype)
-        out = fancy_pca(images, *eigen, alphas)
+        out = _colour_shift(images, *eigen, alphas)
         return out.clamp_(0, 1) if self.clip else out
 
 
@@ -597,11 +639,11 @@ def flip_crop_colour(images: Tensor, mask, top, left, size, padding: int = 0, hs
     ``alphas`` (skipped when ``None``), clamped to [0, 1] if ``clip``. No host synchronisation and no Python
     branch on tensor values, so ``torch.compile(fullgraph=True)`` fuses it (:class:`BatchPipeline`).
     """
-    out = crop(images, top, left, size, padding, check=False, flip=mask)
+    out = _crop_at(images, top, left, size, padding, check=False, flip=mask)
     if hsv is not None:
-        out = adjust_hsv(out, **hsv)
+        out = _adjust_hsv(out, **hsv)
     if eigen is not None:
-        out = fancy_pca(out, *eigen, alphas)
+        out = _colour_shift(out, *eigen, alphas)
         out = out.clamp_(0, 1) if clip else out
     return out
 

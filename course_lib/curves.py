@@ -52,14 +52,26 @@ def smooth(values, beta: float = 0.9) -> np.ndarray:
 
 def _trend(values, beta: float = 0.9) -> np.ndarray:
     """The curve :func:`smooth` draws, computed by pandas (``ewm(adjust=True)`` is the same average), for the
-    plots and :func:`loss_band`; a NaN stays NaN to the end, as in :func:`smooth`."""
+    plots and :func:`loss_band`.
+
+    pandas skips NaN and infinite values; :func:`smooth` does not: from the first one on, its average is
+    infinite (the sum of the infinities so far) or NaN, whatever finite values follow. So is this one.
+    """
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta}")
     x = _as_array(values)
-    out = pd.Series(x).ewm(alpha=1.0 - beta, adjust=True).mean().to_numpy(dtype=np.float64, copy=True)
-    nan = np.isnan(x)
-    if nan.any():
-        out[int(np.argmax(nan)):] = np.nan
+    if beta == 0.0:
+        out = x.copy()
+    else:
+        out = pd.Series(x).ewm(alpha=1.0 - beta, adjust=True).mean().to_numpy(dtype=np.float64, copy=True)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = int(np.argmax(bad))
+        if beta == 0.0:                          # 0 * inf is NaN
+            out[first + 1:] = np.nan
+        else:
+            with np.errstate(invalid="ignore"):  # inf - inf is NaN, as in smooth
+                out[first:] = np.cumsum(np.where(bad[first:], x[first:], 0.0))
     return out
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .release import reference
+
 
 def _reduce_dims(x: Tensor) -> list[int]:
     """Every dimension but the channel dimension 1: ``[0]`` for ``(N, C)``, ``[0, 2, 3]`` for ``(N, C, H, W)``."""
@@ -40,6 +42,7 @@ def _per_channel(t: Tensor, x: Tensor) -> Tensor:
     return t.reshape(1, -1, *([1] * (x.dim() - 2)))
 
 
+@reference("04_training")
 def batch_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and *biased* variance of ``x`` over every dimension except 1 (N, or N·H·W)."""
     dims = _reduce_dims(x)
@@ -48,6 +51,7 @@ def batch_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     return mean, var
 
 
+@reference("04_training", "batch_norm_forward")
 def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = None,
                running_mean: Tensor | None = None, running_var: Tensor | None = None,
                training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -79,6 +83,7 @@ def batch_norm(x: Tensor, gamma: Tensor | None = None, beta: Tensor | None = Non
     return y
 
 
+@reference("04_training", "batch_norm_backward")
 def batch_norm_backward(grad_out: Tensor, x: Tensor, gamma: Tensor | None = None,
                         eps: float = 1e-5) -> tuple[Tensor, Tensor, Tensor]:
     """Hand-written backward pass of training-mode :func:`batch_norm`: ``(dx, dgamma, dbeta)``.
@@ -101,6 +106,7 @@ def batch_norm_backward(grad_out: Tensor, x: Tensor, gamma: Tensor | None = None
     return dx, dgamma, dbeta
 
 
+@reference("04_training", "batch_norm_backward")
 class BatchNormFunction(torch.autograd.Function):
     """Training-mode batch norm whose backward is :func:`batch_norm_backward`, not autograd's.
 
@@ -120,6 +126,7 @@ class BatchNormFunction(torch.autograd.Function):
         return dx, dgamma, dbeta, None
 
 
+@reference("04_training", "batch_norm_forward")
 class BatchNorm(nn.Module):
     """A batch-norm layer for ``(N, C)`` and ``(N, C, H, W)`` inputs: ``nn.BatchNorm1d`` and ``2d`` in one.
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .release import reference
+
 
 def check_features(x: Tensor, name: str = "x", min_rows: int = 1) -> None:
     """Raise ``ValueError`` unless ``x`` is a finite float tensor of shape ``(N, D)`` with ``N >= min_rows``."""
@@ -53,12 +55,14 @@ def _stat(value, x: Tensor, fallback) -> Tensor:
     return fallback(x) if value is None else torch.as_tensor(value).to(x.device, x.dtype)
 
 
+@reference("02_preprocessing", "zero_center")
 def zero_center(x: Tensor, mean: Tensor | None = None) -> Tensor:
     """``x - mean``, with ``mean`` the per-feature mean of ``x`` unless given: ``X -= np.mean(X, axis=0)``."""
     check_features(x)
     return x - _stat(mean, x, lambda t: t.mean(0))
 
 
+@reference("02_preprocessing", "standardize")
 def standardize(x: Tensor, mean: Tensor | None = None, std: Tensor | None = None) -> Tensor:
     """``(x - mean) / std`` per feature (population std, ``ddof=0``, as ``np.std``), fitted on ``x`` unless given.
 
@@ -87,6 +91,7 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.device.type == "mps" else torch.float64
 
 
+@reference("02_preprocessing", "pca")
 def covariance(x: Tensor) -> Tensor:
     """The ``(D, D)`` covariance of the centred data, ``Xᵀ X / N`` (seed 000: ``np.dot(X.T, X) / X.shape[0]``)."""
     check_features(x)
@@ -94,6 +99,7 @@ def covariance(x: Tensor) -> Tensor:
     return centred.T @ centred / x.shape[0]
 
 
+@reference("02_preprocessing", "pca")
 def pca(x: Tensor) -> tuple[Tensor, Tensor]:
     """Principal components of ``x``: ``(eigvals, eigvecs)`` of its covariance.
 
@@ -109,6 +115,7 @@ def pca(x: Tensor) -> tuple[Tensor, Tensor]:
     return eigvals.to(x.dtype), (eigvecs * signs).to(x.dtype)
 
 
+@reference("02_preprocessing", "pca_whiten")
 def pca_whiten(x: Tensor, eps: float = 1e-5) -> Tensor:
     """PCA whitening fitted on ``x``: ``x_white = (x - mean) U / sqrt(S + eps)`` (seed 000).
 
@@ -119,6 +126,7 @@ def pca_whiten(x: Tensor, eps: float = 1e-5) -> Tensor:
     return Whitening("pca", eps).fit(x).transform(x)
 
 
+@reference("02_preprocessing", "zca_whiten")
 def zca_whiten(x: Tensor, eps: float = 1e-5) -> Tensor:
     """ZCA whitening fitted on ``x``: PCA whitening rotated back, ``(x - mean) U diag(1/sqrt(S + eps)) Uᵀ``.
 
@@ -128,6 +136,7 @@ def zca_whiten(x: Tensor, eps: float = 1e-5) -> Tensor:
     return Whitening("zca", eps).fit(x).transform(x)
 
 
+@reference("02_preprocessing", "pca_whiten", "zca_whiten")
 class Whitening:
     """PCA or ZCA whitening as a fit/transform object: fit on the training split, apply to any split.
 

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .release import reference
 from .runtime import generator_device
 
 # ----------------------------------------------------------------------------------------- penalties
 
 
+@reference("06_regularization", "l2_penalty", "l1_elastic", "weight_sparsity")
 def weight_parameters(module: nn.Module) -> list[nn.Parameter]:
     """The parameters a weight penalty applies to: those with ``dim() >= 2`` (Linear and conv weights).
 
@@ -40,6 +42,7 @@ def _check_coefficient(name: str, value: float) -> None:
         raise ValueError(f"the penalty weight {name} must be >= 0, got {value}")
 
 
+@reference("06_regularization", "l2_penalty", "l1_elastic")
 def l2_penalty(module: nn.Module, lam: float = 1.0) -> torch.Tensor:
     """``(λ/2) Σ w²`` over :func:`weight_parameters`.
 
@@ -52,6 +55,7 @@ def l2_penalty(module: nn.Module, lam: float = 1.0) -> torch.Tensor:
     return 0.5 * lam * total
 
 
+@reference("06_regularization", "l1_elastic")
 def l1_penalty(module: nn.Module, lam: float = 1.0) -> torch.Tensor:
     """``λ Σ |w|`` over :func:`weight_parameters`. Its gradient ``λ sign(w)`` pulls every weight toward 0
     by the same amount, so small weights reach 0 and the solution is sparse (seed 003)."""
@@ -60,6 +64,7 @@ def l1_penalty(module: nn.Module, lam: float = 1.0) -> torch.Tensor:
     return lam * sum((p.abs().sum() for p in params), torch.zeros((), device=_device(module, params)))
 
 
+@reference("06_regularization", "l1_elastic")
 def elastic_net_penalty(module: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor:
     """``l1 · Σ|w| + (l2/2) · Σ w²``: L1 and L2 together (Zou & Hastie 2005; seed 003 "L1 with L2")."""
     return l1_penalty(module, l1) + l2_penalty(module, l2)
@@ -71,6 +76,7 @@ def _device(module: nn.Module, params) -> torch.device:
     return next(module.parameters(), torch.empty(0)).device
 
 
+@reference("06_regularization", "max_norm")
 @torch.no_grad()
 def max_norm_(module: nn.Module, max_norm: float) -> nn.Module:
     """Max-norm constraint (Srivastava et al. 2014, section 5.1; seed 003): after a step, every unit's
@@ -87,6 +93,7 @@ def max_norm_(module: nn.Module, max_norm: float) -> nn.Module:
     return module
 
 
+@reference("06_regularization", "weight_sparsity")
 def weight_sparsity(module: nn.Module, tol: float = 1e-3) -> float:
     """The fraction of entries of :func:`weight_parameters` with ``|w| < tol``."""
     params = weight_parameters(module)
@@ -102,6 +109,7 @@ def _check_p(p: float) -> None:
         raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
 
 
+@reference("06_regularization", "dropout")
 def dropout_mask(shape, p: float, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """A boolean keep-mask: each entry is True (kept) with probability ``1 - p``, independently.
 
@@ -113,6 +121,7 @@ def dropout_mask(shape, p: float, *, generator: torch.Generator | None = None, d
     return (u >= p).to(device if device is not None else gen_device)
 
 
+@reference("06_regularization", "dropout")
 def dropout_with_mask(x: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout's core: ``x · mask / (1 - p)``. Kept units are scaled up by ``1/(1-p)`` so
     that ``E[output] = x``, and nothing is done at test time."""
@@ -120,6 +129,7 @@ def dropout_with_mask(x: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Te
     return x * mask.to(x.dtype) / (1 - p)
 
 
+@reference("06_regularization", "dropout")
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, *,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """Inverted dropout, ``p`` = drop probability (as ``torch.nn.functional.dropout``); identity when
@@ -130,6 +140,7 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, *,
     return dropout_with_mask(x, dropout_mask(x.shape, p, generator=generator, device=x.device), p)
 
 
+@reference("06_regularization", "dropout")
 class Dropout(nn.Module):
     """:func:`dropout` as a module; the mask is drawn from ``generator`` (the global RNG if ``None``)."""
 
@@ -145,12 +156,14 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+@reference("06_regularization", "keep_prob")
 def keep_prob_dropout_train(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The seeds' (001, after cs231n) training-time dropout: ``x · mask``, no scaling;
     ``mask`` keeps each unit with probability ``keep_prob``."""
     return x * mask.to(x.dtype)
 
 
+@reference("06_regularization", "keep_prob")
 def keep_prob_dropout_test(x: torch.Tensor, keep_prob: float) -> torch.Tensor:
     """The seeds' test-time scaling: ``x · keep_prob``, the expected training output ``E[x · mask]``.
 
@@ -165,6 +178,7 @@ def keep_prob_dropout_test(x: torch.Tensor, keep_prob: float) -> torch.Tensor:
 DROPOUT_TYPES = (Dropout, nn.Dropout)
 
 
+@reference("06_regularization", "mc_dropout")
 @torch.no_grad()
 def mc_dropout_predict(model: nn.Module, x: torch.Tensor, n_samples: int = 20) -> torch.Tensor:
     """Monte Carlo dropout (Gal & Ghahramani 2016): the mean of ``softmax(model(x))`` over ``n_samples``

@@ -56,7 +56,7 @@ def test_every_graded_cell_belongs_to_one_declared_exercise(path):
     assert policy.coverage_problems(src, exercises, path.name) == []
 
 
-REPORTING_CHECKS = {"assert_close", "assert_raises", "assert_follows"}
+REPORTING_CHECKS = {"assert_close", "assert_recorded", "assert_raises", "assert_follows"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -189,6 +189,8 @@ def test_a_helper_in_an_added_cell_and_a_later_rebinding_count_as_the_exercise()
 @pytest.mark.parametrize("code", [
     "get_ipython().events.register('pre_run_cell', print)",
     "import sys\nsys.modules['course_lib.grading'] = None",
+    "def fans(w):\n    return tuple(grading.recorded.expected(f'fans of a weight of shape {tuple(w.shape)}'))",
+    "from course_lib.grading import recorded",
     "import builtins\nbuiltins.print = None",
     "exec('x = 1')",
     "getattr(init, 'fa' + 'ns')",

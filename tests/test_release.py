@@ -299,3 +299,17 @@ def test_validate_works_in_the_student_environment(built, env):
     blank, good = runs[path].stdout, runs[solved].stdout
     assert "VALIDATION FAILED" in blank and "not written yet" in blank, blank[-2000:]
     assert "Success! Your notebook passes all the tests." in good, good[-3000:] + runs[solved].stderr[-2000:]
+
+
+def test_a_grading_kernel_gets_no_recorded_values(tmp_path):
+    """The grader's copy of a submission for its kernel leaves the recorded values out (a submission could
+    otherwise hand them back); grading needs none (:func:`grading.assert_recorded` only reports)."""
+    from course_lib.instructor import sandbox
+
+    (tmp_path / recorded.FILE).write_text("{}")
+    (tmp_path / "data.txt").write_text("x")
+    copy = Path(sandbox.scratch_copy(str(tmp_path), None))
+    try:
+        assert sorted(p.name for p in copy.iterdir()) == ["data.txt"]
+    finally:
+        sandbox.remove_scratch(str(copy), None)

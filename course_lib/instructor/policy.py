@@ -41,6 +41,7 @@ POLICY_KEYS = {"tests", "forbid", "allow", "self_checks", "shortcuts", "why"}
 TAMPER_MODULES = ("IPython", "ipykernel", "builtins", "importlib", "ctypes", "gc", "inspect", "signal",
                   "threading", "_thread", "multiprocessing", "concurrent", "atexit", "faulthandler", "marshal",
                   "types", "nbgrader", "jupyter_client", "zmq", "traitlets", "course_lib.instructor", "code",
+                  "course_lib.grading.recorded",
                   "codeop", "sys.modules", "sys._getframe", "sys.settrace", "sys.setprofile", "sys.meta_path",
                   "sys.path_hooks", "sys.addaudithook", "sys.setrecursionlimit", "os._exit", "os.kill", "os.fork",
                   "os.forkpty", "os.setuid", "os.chroot", "os.putenv")

@@ -215,9 +215,15 @@ def _chown_tree(path: str, uid: int) -> None:
             os.chown(os.path.join(d, f), uid, uid, follow_symlinks=False)
 
 
+# Never copied into a grading kernel's folder: the visible tests' recorded values (a grading kernel compares
+# nothing itself, course_lib.grading.recorded), so a submission cannot hand them back as its answers.
+NOT_FOR_KERNELS = {"recorded.json"}
+
+
 def scratch_copy(src: str, uid: int | None) -> str:
-    """A fresh folder holding a copy of ``src`` (folders and regular files; links are left out), owned by
-    ``uid`` when given: the kernel's working folder. Nothing the grader reads or writes is in it."""
+    """A fresh folder holding a copy of ``src`` (folders and regular files; links and :data:`NOT_FOR_KERNELS`
+    are left out), owned by ``uid`` when given: the kernel's working folder. Nothing the grader reads or
+    writes is in it."""
     dest = tempfile.mkdtemp(prefix="cg-w-")
     SCRATCH.append(dest)
     for d, dirs, files in os.walk(src):
@@ -227,7 +233,7 @@ def scratch_copy(src: str, uid: int | None) -> str:
                 os.makedirs(os.path.join(dest, rel, name), exist_ok=True)
         for name in files:
             path = os.path.join(d, name)
-            if not os.path.islink(path) and os.path.isfile(path):
+            if not os.path.islink(path) and os.path.isfile(path) and name not in NOT_FOR_KERNELS:
                 shutil.copy2(path, os.path.join(dest, rel, name), follow_symlinks=False)
     if uid is not None:
         _chown_tree(dest, uid)  # a fresh folder no kernel has seen yet
