@@ -456,3 +456,37 @@ def test_samplers_without_a_generator_draw_on_the_batch_device(device):
         params = sampler.sample(x)
         flat = [v for p in params.values() for v in (p.values() if isinstance(p, dict) else [p]) if torch.is_tensor(v)]
         assert flat and all(v.device == x.device for v in flat), f"{type(sampler).__name__} drew off the batch's device"
+
+
+def test_the_library_runs_without_the_exercise_answers():
+    """The sampling classes, Compose and BatchPipeline (used by chapter 01 before its exercises, and by the
+    benchmarks) must work in the student release, where every @reference function of augment raises: run them
+    with those functions disabled, and compare with the functional core."""
+    from course_lib import grading
+
+    marked = [f for f in vars(A).values() if getattr(f, "__course_reference__", None) == "01_augmentation"]
+    assert {f.__name__ for f in marked} == {"hflip", "crop", "rgb_to_hsv", "hsv_to_rgb", "adjust_hsv", "hsv_params",
+                                            "fit_fancy_pca", "fancy_pca"}
+    x = _images(n=8, h=16, w=16, seed=4)
+    eigvals, eigvecs = A.fit_fancy_pca(x)
+    params = A.BatchPipeline(16, padding=2, eigen=(eigvals, eigvecs), generator=_gen(5)).sample(x)
+    expected = A.fancy_pca(A.adjust_hsv(A.crop(A.hflip(x, params["mask"]), params["top"], params["left"], 16, 2),
+                                        **params["hsv"]), eigvals, eigvecs, params["alphas"]).clamp(0, 1)
+
+    def pipe(fancy):
+        return A.Compose([A.RandomHFlip(generator=_gen(0)), A.RandomCrop(16, padding=2, generator=_gen(1)),
+                          A.HSVJitter(generator=_gen(2)), fancy])
+    with grading._disabled(marked):
+        fitted = A.FancyPCA.fit(x, generator=_gen(3))
+        out = pipe(fitted)(x)
+        batch = A.BatchPipeline(16, padding=2, eigen=(eigvals, eigvecs)).apply(x, **params)
+        per_batch = A.HSVJitter(per_batch=True, generator=_gen(6)).sample(x)
+    torch.testing.assert_close(fitted.eigvals, eigvals, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fitted.eigvecs, eigvecs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, pipe(A.FancyPCA(eigvals, eigvecs, generator=_gen(3)))(x), rtol=0, atol=1e-6)
+    torch.testing.assert_close(batch, expected, rtol=0, atol=0)
+    again = A.hsv_params(8, True, _gen(6))
+    assert all(torch.equal(per_batch[k], again[k]) for k in again), "HSVJitter draws what hsv_params draws"
+    flip = A.RandomHFlip(generator=_gen(7))
+    mask = flip.sample(x)["mask"]
+    torch.testing.assert_close(flip.apply(x, mask), A.hflip(x, mask), rtol=0, atol=0)
