@@ -239,3 +239,61 @@ def test_the_instructor_side_never_imports_torch():
             "print('TORCH' if 'torch' in sys.modules else 'CLEAN')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("CLEAN") and "usage: course grade" in out
+
+
+# Issue 19: names resolve through values (assignments, constant getters), not spellings.
+@pytest.mark.parametrize("answer, what", [
+    ("_i = init\ndef fans(w):\n    return _i.fans(w)", "course_lib.init.fans"),
+    ("def fans(w):\n    f = init.fans\n    return f(w)", "course_lib.init.fans"),
+    ("def fans(w):\n    a, b = init, 3\n    return a.fans(w)", "course_lib.init.fans"),
+    ("import operator\ndef fans(w):\n    return operator.attrgetter('init.fans')(__import__('course_lib'))(w)", None),
+    ("import course_lib, operator\ndef fans(w):\n    return operator.attrgetter('init.fans')(course_lib)(w)",
+     "course_lib.init.fans"),
+    ("import functools\ndef fans(w):\n    return functools.reduce(getattr, ['fans'], init)(w)", "course_lib.init.fans"),
+    ("import operator\ndef fans(w):\n    return operator.methodcaller('softmax', 0)(w).shape", "softmax"),
+    ("def fans(w):\n    return torch.optim.sgd._single_tensor_sgd(w)", "torch.optim.sgd._single_tensor_sgd"),
+])
+def test_names_resolve_through_values_not_spellings(answer, what):
+    kinds = _kinds(answer)
+    if what is None:  # __import__ is tampering in itself
+        assert any(k == "tamper" for k, _ in kinds), kinds
+    else:
+        assert ("forbidden", what) in kinds, kinds
+
+
+@pytest.mark.parametrize("code", [
+    "def fans(w):\n    return torch.sys.modules['course_lib.init'].fans(w)",
+    "def fans(w):\n    return getattr(torch, 'sys').modules['course_lib.init'].fans(w)",
+    "def fans(w):\n    return torch._C._nn.leaky_relu(w)",
+    "def fans(w):\n    return torch.ops.aten.elu(w)",
+    "_o = torch.ops\ndef fans(w):\n    return _o.aten.elu(w)",
+    "def fans(w):\n    return getattr(init.fans, '__code__')",
+    "_T = torch.Tensor\n_T.all = lambda *a, **k: torch.tensor(True)\ndef fans(w):\n    return w.shape[1], w.shape[0]",
+    "import functools\ndef fans(w):\n    return functools.reduce(getattr, ['sys', 'modules'], torch)",
+])
+def test_reaching_internals_by_any_route_is_tampering(code):
+    findings = policy.check(_nb(code), SOURCE, EXERCISES)
+    assert any(f.kind == "tamper" for f in findings), findings
+
+
+@pytest.mark.parametrize("name", ["types", "code", "signal", "inspect", "gc", "marshal", "atexit", "concurrent"])
+def test_a_local_name_like_a_module_is_judged_by_what_it_is_bound_to(name):
+    answer = (f"def fans(w, {name}=None):\n    {name} = w.shape\n    return {name}[1], {name}[0]\n"
+              f"def other({name}):\n    return {name}.shape")
+    assert _kinds(answer) == []
+    assert any(k == "tamper" for k, _ in _kinds(f"import {name}\ndef fans(w):\n    return w.shape[1], w.shape[0]"))
+
+
+def test_a_torch_tensor_method_pattern_forbids_the_method_form():
+    exercises = {"fans": policy.Exercise("fans", ["test_fans"], forbid=["torch.Tensor.cov", "torch.cov"])}
+    findings = policy.check(_nb("def fans(w):\n    return w.cov().shape"), SOURCE, exercises)
+    assert "cov" in [f.what for f in findings if f.kind == "forbidden"], findings
+    assert not policy.check(_nb("def fans(w):\n    return w.cov().shape"), SOURCE, EXERCISES)
+
+
+def test_a_helper_in_another_exercises_cell_counts_as_the_exercise():
+    exercises = {**EXERCISES, "other": policy.Exercise("other", [], forbid=[])}
+    nb = _nb("def fans(w):\n    return helper(w)")
+    nb.cells.insert(1, _cell("def helper(w):\n    return init.fans(w)", "other", solution=True))
+    findings = policy.check(nb, SOURCE, exercises)
+    assert any(f.kind == "forbidden" and f.exercise == "fans" for f in findings), findings

@@ -13,15 +13,22 @@ assignment may not use)::
 :func:`check` reads every student-written code cell of a submission with :mod:`ast` (no code runs) and
 returns :class:`Finding` s of three kinds:
 
-- ``forbidden``: an exercise's code, or a function of the student's that it reaches, uses a forbidden
-  name. Names resolve through the notebook's imports (``init.fans`` -> ``course_lib.init.fans``,
-  ``F.prelu`` -> ``torch.nn.functional.prelu``); a pattern is an :mod:`fnmatch` glob of a dotted name, or
-  ``.name`` for any attribute of that name (a tensor method). Functions defined in graded test cells (their
-  helpers) are forbidden everywhere. The exercise's tests score 0.
+- ``forbidden``: an exercise's code, or a function of the student's that it reaches (in an added cell or
+  in another exercise's cell), uses a forbidden name. Names resolve through values, not spellings: the
+  notebook's imports (``init.fans`` -> ``course_lib.init.fans``, ``F.prelu`` -> ``torch.nn.functional.prelu``),
+  assignments in any scope (``_p = plots``; ``f = init.fans``), and attributes read by constant strings
+  (``getattr(x, "a")``, ``operator.attrgetter("a.b")(x)``, ``functools.reduce(getattr, ["a"], x)``,
+  ``operator.methodcaller("cov")``). A pattern is an :mod:`fnmatch` glob of a dotted name, or ``.name`` for
+  any attribute of that name (a tensor method); ``torch.Tensor.name`` also forbids the method form. Private
+  names inside torch's submodules (``torch.optim.sgd._single_tensor_sgd``) and functions defined in graded
+  test cells (their helpers) are forbidden everywhere. The exercise's tests score 0.
 - ``tamper``: a construct that changes the grading or reaches past it and that no answer needs
   (IPython and interpreter internals, ``sys.modules``, ``builtins``, ``exec``/``eval``/``__import__``,
   ``getattr`` on a module with a computed name, ``ctypes``, ``gc``, threads, assigning to attributes of
-  imported modules, rebinding the names the tests use, comparison and ``__torch_function__`` overrides).
+  imported modules or of names bound to them, rebinding the names the tests use, comparison and
+  ``__torch_function__`` overrides, and the attributes ``sys``, ``_C``, ``ops`` or a dunder such as
+  ``__code__`` reached by any route: ``torch.sys.modules``, ``getattr(f, "__code__")``). A module name
+  counts only where it is bound to the module: a parameter named ``types`` or ``code`` is a variable.
   Every graded cell of the notebook scores 0.
 - ``flag``: unusual but possibly innocent (unknown magics, ``os.environ``, ``subprocess``, reassigning a
   variable of a read-only cell); listed in the grade report for review, no points lost.
@@ -50,6 +57,11 @@ TAMPER_DUNDERS = {"__code__", "__globals__", "__builtins__", "__dict__", "__clos
                   "__mro__", "__class__", "__func__", "__self__", "__getattribute__", "__setattr__", "__delattr__",
                   "__defaults__", "__kwdefaults__", "__wrapped__", "__spec__", "__loader__", "__import__",
                   "__main__", "__reduce__", "__reduce_ex__"}
+# Attributes that reach past a library's public face, by any route (``torch.sys.modules``, ``torch._C._nn``,
+# ``torch.ops.aten``): no answer needs them.
+TAMPER_ATTRS = {"sys", "_C", "ops"}
+# Private names inside torch's submodules (``torch.optim.sgd._single_tensor_sgd``): forbidden in every exercise.
+PRIVATE_TORCH = "torch.*._*"
 # Methods whose definition makes a permissive stand-in (an object that passes every comparison).
 TAMPER_METHODS = {"__torch_function__", "__torch_dispatch__", "__array_ufunc__", "__array_function__", "__eq__",
                   "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__instancecheck__",
@@ -184,22 +196,99 @@ def _imports(tree: ast.AST, alias: dict) -> None:
     alias.pop(None, None)
 
 
+def _constant_str(node) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _getter(node: ast.AST, alias: dict) -> tuple[list[str], ast.AST] | None:
+    """``(attribute names, object)`` when ``node`` reads attributes by constant strings: ``getattr(x, "a")``,
+    ``operator.attrgetter("a.b")(x)`` or ``functools.reduce(getattr, ["a", "b"], x)``; else None."""
+    if not isinstance(node, ast.Call):
+        return None
+    if isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) >= 2 and _constant_str(node.args[1]):
+        return [node.args[1].value], node.args[0]
+    if (isinstance(node.func, ast.Call) and len(node.func.args) == 1 and _constant_str(node.func.args[0])
+            and len(node.args) == 1 and (_dotted(node.func.func, alias) or "").endswith("attrgetter")):
+        return node.func.args[0].value.split("."), node.args[0]
+    if ((_dotted(node.func, alias) or "").endswith("reduce") and len(node.args) == 3
+            and isinstance(node.args[0], ast.Name) and node.args[0].id == "getattr"
+            and isinstance(node.args[1], (ast.List, ast.Tuple)) and all(_constant_str(e) for e in node.args[1].elts)):
+        return [e.value for e in node.args[1].elts], node.args[2]
+    return None
+
+
 def _dotted(node: ast.AST, alias: dict) -> str | None:
-    """``init.fans`` -> ``course_lib.init.fans``; ``getattr(init, "fans")`` too; None if not a name chain."""
+    """``init.fans`` -> ``course_lib.init.fans``; ``getattr(init, "fans")``, ``attrgetter("fans")(init)`` and
+    ``reduce(getattr, ["fans"], init)`` too; None if not a name chain."""
     parts = []
     while True:
+        got = _getter(node, alias)
         if isinstance(node, ast.Attribute):
             parts.append(node.attr)
             node = node.value
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
-              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
-            parts.append(node.args[1].value)
-            node = node.args[0]
+        elif got:
+            parts += reversed(got[0])
+            node = got[1]
         elif isinstance(node, ast.Name):
             parts.append(alias.get(node.id) or node.id)
             return ".".join(reversed(parts))
         else:
             return None
+
+
+def _root(node: ast.AST, alias: dict) -> ast.Name | None:
+    """The name a chain of attributes, subscripts and constant getters starts from."""
+    while True:
+        got = _getter(node, alias)
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        elif got:
+            node = got[1]
+        else:
+            return node if isinstance(node, ast.Name) else None
+
+
+def _spelled(node: ast.AST, alias: dict) -> list[str]:
+    """The attribute names a chain spells out (``x.a``, ``getattr(x, "b")``, ``attrgetter("c.d")(x)``)."""
+    names = []
+    while True:
+        got = _getter(node, alias)
+        if isinstance(node, ast.Attribute):
+            names.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            node = node.value
+        elif got:
+            names += got[0]
+            node = got[1]
+        else:
+            return names
+
+
+def follow_assignments(trees, alias: dict) -> None:
+    """Add to ``alias`` the names assigned a module or a module's attribute (``_p = plots``, ``_t = torch``,
+    ``a, b = torch.ops, np``), in any scope of ``trees``, until nothing changes: values, not spellings."""
+    for _ in range(5):
+        changed = False
+        for tree in trees:
+            for node in ast.walk(tree):
+                if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) or node.value is None:
+                    continue
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                pairs = []
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        pairs.append((t, node.value))
+                    elif isinstance(t, (ast.Tuple, ast.List)) and isinstance(node.value, (ast.Tuple, ast.List)) \
+                            and len(t.elts) == len(node.value.elts):
+                        pairs += [(a, b) for a, b in zip(t.elts, node.value.elts) if isinstance(a, ast.Name)]
+                for name, value in pairs:
+                    root = _root(value, alias)
+                    d = _dotted(value, alias) if root is not None and root.id in alias else None
+                    if d and alias.get(name.id) != d:
+                        alias[name.id], changed = d, True
+        if not changed:
+            return
 
 
 def _matches(name: str, patterns) -> bool:
@@ -222,6 +311,14 @@ def _names_used(tree: ast.AST, alias: dict):
                 yield d, node.lineno
         if isinstance(node, ast.Attribute):
             yield "." + node.attr, node.lineno  # the method form, matched by ".name" patterns
+        elif (isinstance(node, ast.Call) and node.args and _constant_str(node.args[0])
+              and (_dotted(node.func, alias) or "").endswith("methodcaller")):
+            yield "." + node.args[0].value, node.lineno  # operator.methodcaller("cov")(x) is x.cov()
+        got = _getter(node, alias)
+        if got and len(got[0]) > 1 or got and not (isinstance(node.func, ast.Name) and node.func.id == "getattr"):
+            d = _dotted(node, alias)
+            if d:
+                yield d, node.lineno
         elif isinstance(node, ast.Import):
             for a in node.names:
                 yield a.name, node.lineno
@@ -232,6 +329,7 @@ def _names_used(tree: ast.AST, alias: dict):
 
 def _tampering(tree: ast.AST, alias: dict, protected: set, modules: set):
     """(kind, what, line) for every tamper or flag construct in ``tree``."""
+    bases = {(alias.get(m) or m).split(".")[0] for m in modules}  # torch, numpy, course_lib, ...
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -242,10 +340,13 @@ def _tampering(tree: ast.AST, alias: dict, protected: set, modules: set):
                     yield "tamper", f"import {n}", line
                 elif _matches(n, FLAG_MODULES):
                     yield "flag", f"import {n}", line
-        elif isinstance(node, (ast.Attribute, ast.Name)):
-            d = _dotted(node, alias) or ""
-            if isinstance(node, ast.Attribute) and node.attr in TAMPER_DUNDERS:
-                yield "tamper", f"the attribute {node.attr}", line
+        elif isinstance(node, (ast.Attribute, ast.Name)) or _getter(node, alias):
+            root = _root(node, alias)
+            imported = root is not None and root.id in alias  # a local `types` or `code` is not the module
+            d = (_dotted(node, alias) or "") if imported else ""
+            bad = sorted(set(_spelled(node, alias)) & (TAMPER_DUNDERS | TAMPER_ATTRS))
+            if bad:
+                yield "tamper", f"the attribute {bad[0]}" + (f" (of {d})" if d else ""), line
             elif isinstance(node, ast.Name) and node.id in ("__builtins__", "__loader__", "__spec__"):
                 yield "tamper", node.id, line
             elif d and _matches(d, TAMPER_MODULES) and not isinstance(getattr(node, "ctx", None), ast.Store):
@@ -278,7 +379,8 @@ def _tampering(tree: ast.AST, alias: dict, protected: set, modules: set):
                     root = t
                     while isinstance(root, (ast.Attribute, ast.Subscript)):
                         root = root.value
-                    if isinstance(root, ast.Name) and (root.id in modules or root.id in protected):
+                    module = isinstance(root, ast.Name) and (alias.get(root.id) or "").split(".")[0] in bases
+                    if isinstance(root, ast.Name) and (root.id in modules or root.id in protected or module):
                         yield "tamper", f"assigning to {_dotted(t, alias) or ast.unparse(t)}", line
 
 
@@ -348,6 +450,7 @@ def check(nb, source: Notebook, exercises: dict[str, Exercise]) -> list[Finding]
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # it fails in the kernel too, and scores nothing there
         _imports(trees[label], alias)
+    follow_assignments(trees.values(), alias)
     modules = source.modules | {n for t in trees.values() for n, node, _ in _bound(t) if isinstance(node, (ast.Import, ast.ImportFrom))}
     for label, tree in trees.items():
         for kind, what, line in _tampering(tree, alias, source.test_names, modules):
@@ -381,12 +484,15 @@ def check(nb, source: Notebook, exercises: dict[str, Exercise]) -> list[Finding]
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in seen and n.id in binders:
                     seen.add(n.id)
                     for label, node in binders[n.id]:
-                        if label.startswith("added cell"):
+                        if label != gid:  # a helper in an added cell or in another exercise's cell
                             reached.append((label, node))
                             todo.append(node)
         own_names = {n.arg for _, t in reached for n in ast.walk(t) if isinstance(n, ast.arg)}
         own_names |= {n.id for _, t in reached for n in ast.walk(t) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         patterns = list(ex.forbid) + sorted(source.test_names - own_names)  # a test helper, unless it is the student's own name
+        patterns += [p[len("torch.Tensor"):] for p in ex.forbid  # torch.Tensor.cov is also x.cov()
+                     if p.startswith("torch.Tensor.") and not any(ch in p for ch in "*?[")]
+        patterns.append(PRIVATE_TORCH)
         hits = set()
         for label, tree in reached:
             for name, line in _names_used(tree, alias):
