@@ -284,3 +284,14 @@ def test_compiled_vmap_step_matches_eager_in_float64():
     assert _max_gap(eager, fused) <= 1e-10 and fused_losses.shape == eager_losses.shape == (10, 2)
     torch.testing.assert_close(fused_losses, eager_losses, rtol=0, atol=1e-10)
     assert _max_gap(ensemble.make_members(factory, [0, 1]), fused) > 1e-2, "training must move the weights"
+
+
+def test_mean_disagreement_from_the_votes_matches_the_pairwise_matrix():
+    """mean_disagreement counts agreeing pairs from the votes, without pairwise_disagreement (left out of the
+    student release): the same mean of the matrix off its diagonal."""
+    g = torch.Generator().manual_seed(0)
+    for k, c in [(2, 3), (5, 4), (8, 10)]:
+        z = torch.randn(k, 300, c, generator=g)
+        d = ensemble.pairwise_disagreement(z)
+        assert ensemble.mean_disagreement(z) == pytest.approx(d[~torch.eye(k, dtype=bool)].mean().item(), abs=1e-6)
+        assert ensemble.mean_disagreement(list(z)) == pytest.approx(ensemble.mean_disagreement(z))

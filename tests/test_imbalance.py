@@ -142,3 +142,20 @@ def test_metrics_match_sklearn(device):
 
 def test_head_tail_split():
     assert imbalance.head_tail_split([5, 100, 50, 1, 70], 2) == ([1, 4], [0, 2, 3])
+
+
+def test_internal_paths_match_the_references_they_replace():
+    """make_long_tailed, balanced_indices and oversample_with_crops do not call the exercises' references (left
+    out of the student release): their own tail profile, weights and crops give the same values."""
+    for n_max in (1, 7, 100, 1000, 6000):
+        for c in range(1, 25):
+            for ratio in (1, 1.5, 10, 100, 1000):
+                assert imbalance._tail_profile(n_max, c, ratio) == imbalance.long_tail_counts(n_max, c, ratio)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(30, 2, 7, 5, generator=g)
+    offsets = imbalance.crop_offsets(30, 3, g)
+    assert torch.equal(imbalance._windows(x, offsets, 3), imbalance.random_crop(x, offsets, 3))
+    y = torch.tensor([0, 0, 0, 1, 2, 2, 2, 2])
+    a = imbalance.balanced_indices(y, 3, 500, generator=torch.Generator().manual_seed(1))
+    b = torch.multinomial(imbalance.sample_weights(y, 3), 500, replacement=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
