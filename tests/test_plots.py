@@ -63,6 +63,40 @@ def test_loss_band_grows_with_noise():
     assert 5 < wide / narrow < 15
 
 
+def test_trend_is_smooth_without_calling_it():
+    """plot_history and loss_band draw the trend with pandas (curves._trend), which the student release keeps:
+    equal to smooth, NaN and infinities included, for any beta."""
+    from course_lib import curves
+    g = np.random.default_rng(0)
+    for _ in range(200):
+        x = g.normal(size=int(g.integers(1, 40)))
+        for _ in range(int(g.integers(0, 4))):
+            x[g.integers(0, len(x))] = g.choice([np.nan, np.inf, -np.inf])
+        for beta in [0.0, 0.5, 0.9, 0.99]:
+            with np.errstate(invalid="ignore"):
+                expected = plots.smooth(x, beta)
+            np.testing.assert_allclose(curves._trend(x, beta), expected, rtol=1e-10, atol=1e-12, equal_nan=True)
+    with pytest.raises(ValueError):
+        curves._trend([1.0], 1.0)
+
+
+def test_drawing_works_without_the_left_out_answers():
+    """The student release strips chapter 07's answers (smooth, the four rules, diagnose): drawing must not need them."""
+    from course_lib import curves, grading
+    answers = [curves.smooth, curves.divergence_step, curves.linearity, curves.plateau_start,
+               curves.overfitting_epoch, curves.diagnose]
+    h = _history(np.linspace(2, 1, 40) + 0.05 * np.sin(np.arange(40)), 10, val_losses=[1.9, 1.6, 1.4, 1.3])
+    expected_trend = plots.smooth(h.to_frame("step")["train_loss"], 0.9)
+    expected_band = plots.loss_band(np.linspace(1, 0.5, 200) + 0.1 * np.cos(np.arange(200)))
+    with grading._disabled(answers):
+        fig = plots.plot_history(h)
+        band = plots.loss_band(np.linspace(1, 0.5, 200) + 0.1 * np.cos(np.arange(200)))
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    np.testing.assert_allclose(lines["train loss (EMA 0.9)"].get_ydata(), expected_trend, rtol=1e-10)
+    assert band == pytest.approx(expected_band, rel=1e-9)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------------------- diagnose
 
 def test_divergence_by_three_times_rule_and_nan():
