@@ -45,3 +45,17 @@ def test_check_gradient_accepts_a_right_backward_and_rejects_a_wrong_one():
     assert ok and err < 1e-7
     ok, err = gradcheck.check_gradient(lambda t: _WrongSquare.apply(t).sum(), x)
     assert not ok and err > 0.1
+
+
+def test_check_gradient_needs_no_reference():
+    """check_gradient (used by chapters 04f and 05) takes its central differences from torch, not from
+    numerical_gradient, the answer to exercise 04d left out of the student release."""
+    from course_lib import grading
+
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ok, err = grading.call_without_reference(gradcheck.check_gradient, [gradcheck.numerical_gradient],
+                                             lambda t: (t.sin() * t).sum(), x)
+    assert ok and err < 1e-8
+    ok, err = gradcheck.check_gradient(lambda t: torch.relu(t).sum(), torch.tensor([0.5, 3e-6, 1.3], dtype=torch.float64))
+    assert not ok and err == pytest.approx(0.35 / 1.65)   # (1 - 0.65) / (1 + 0.65): the kink within h
+    assert gradcheck.numerical_gradient.__course_reference__ == "04_training"

@@ -154,6 +154,23 @@ def test_assert_follows_grades_optimizer_classes():
         optim.assert_follows(_IgnoresNoneGrad, optim.Adam, dict(lr=1e-2), steps=20)
 
 
+def test_assert_follows_takes_the_torch_class():
+    """The notebooks' visible tests name the reference by its torch.optim class (the course's is left out of the
+    student release); the torch class maps to the course class, and calling either is caught."""
+    assert optim.assert_follows(_HandWrittenAdam, torch.optim.Adam, dict(lr=1e-2), steps=20) < 1e-6
+    with pytest.raises(AssertionError, match="reference"):
+        optim.assert_follows(_CallsCourseAdam, torch.optim.Adam, dict(lr=1e-2), steps=5)
+    with pytest.raises(AssertionError, match="subclasses"):
+        optim.assert_follows(torch.optim.Adam, torch.optim.Adam, dict(lr=1e-2), steps=5)
+
+
+def test_the_answers_are_marked_for_the_release():
+    marks = {cls: cls.__course_exercises__ for cls in [optim.SGD, optim.AdaGrad, optim.AdaDelta, optim.RMSprop,
+                                                        optim.Adam, optim.adagrad_rates]}
+    assert marks[optim.SGD] == ("momentum", "nesterov") and marks[optim.adagrad_rates] == ("adagrad_rates",)
+    assert all(cls.__course_reference__ == "04_training" for cls in marks)
+
+
 # ------------------------------------------------------------------------------ test functions
 
 @pytest.mark.parametrize("name", ["beale", "valley"])

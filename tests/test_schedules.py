@@ -140,3 +140,16 @@ def test_lr_range_test_bad_arguments():
         schedules.lr_range_test(model, [], start_lr=1.0, end_lr=0.1)
     with pytest.raises(ValueError, match="no batches"):
         schedules.lr_range_test(model, [], num_steps=5)
+
+
+def test_marked_answers_call_no_other_reference():
+    """warmup_cosine_factor (04_training) is written out, so that it needs no cosine_factor (08_ensembles'
+    cyclic_cosine_lr) when one chapter's answers are released before the other's."""
+    import math as _math
+
+    for t, w, total, a, m in [(0, 5, 40, 0.1, 0.05), (3, 5, 40, 0.1, 0.05), (5, 5, 40, 0.1, 0.0), (22, 5, 40, 0.01, 0.1),
+                              (40, 5, 40, 0.01, 0.1), (70, 5, 40, 0.01, 0.1), (3, 0, 10, 0.01, 0.0)]:
+        composed = schedules.warmup_factor(t, w, a) if t < w else schedules.cosine_factor(t - w, max(total - w, 1), m)
+        assert _math.isclose(schedules.warmup_cosine_factor(t, w, total, a, m), composed, rel_tol=1e-12, abs_tol=1e-15)
+    assert schedules.warmup_cosine_factor.__course_reference__ == "04_training"
+    assert schedules.cosine_factor.__course_reference__ == "08_ensembles"
