@@ -648,3 +648,33 @@ def test_verdicts_of_added_tricks_read_the_other_way():
     assert v["added ema"].startswith("helps: adding it gains 5.00")
     assert v["added alternating_flips"].startswith("hurts here: adding it costs 10.00")
     assert v["added multiview_tta"].startswith("no measurable")
+
+
+def test_internal_paths_match_the_references_they_replace():
+    """The training pipeline does not call the exercises' references (left out of the student release, as are
+    chapter 01's crop/hflip, 02's whitening, 03's init_module_ and 04's warm-up cosine): its own flip-and-shift,
+    whitening stem, initialization and schedule give the same numbers, bit for bit."""
+    from course_lib import augment, init
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, 9, 7, generator=g)
+    flip = torch.rand(40, generator=g) < 0.5
+    top, left = torch.randint(0, 7, (40,), generator=g), torch.randint(0, 7, (40,), generator=g)
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
+    assert torch.equal(C.normalize(C._flip_shift(x, flip, top, left, 3), mean, std),
+                       C.augment_batch(x, flip, top, left, mean, std, 3))
+    assert torch.equal(C._flip_shift(x, flip, top, left, 3), augment.crop(augment.hflip(x, flip), top, left, (9, 7), 3))
+    for size, eps in [(3, 5e-4), (2, 1e-2)]:
+        want, got = C.whitening_filters(x, size, eps), C._whitening_stem(x, size, eps)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    recipe = C.Recipe()
+    for he in (True, False):
+        a, b = C.CapstoneNet(1, 10, recipe), C.CapstoneNet(1, 10, recipe)
+        init.init_module_(a, "kaiming_normal" if he else "small", generator=torch.Generator().manual_seed(3))
+        C._init_weights(b, he, torch.Generator().manual_seed(3))
+        assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    for steps in (1, 7, 100):
+        assert C.lr_schedule(recipe, steps) == [recipe.lr * schedules.warmup_cosine_factor(t, int(recipe.warmup * steps), steps,
+                                                                                            start_factor=0.1) for t in range(steps)]
+    logits = torch.randn(2, 3, 5, 4, generator=g)
+    assert torch.allclose(logits.flatten(0, 1).softmax(-1).mean(0), ensemble.average_probs(logits.flatten(0, 1)))
