@@ -36,8 +36,10 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import data, models
+from .release import reference
 
 
+@reference("04_training", "shard")
 def shard(global_batch: int, rank: int, world_size: int) -> slice:
     """The rows of a global batch that ``rank`` of ``world_size`` computes: contiguous equal shards.
 
@@ -61,6 +63,7 @@ def build_model(kind: str, input_shape, num_classes: int) -> torch.nn.Module:
     raise ValueError(f"model must be 'mlp' or 'cnn', got {kind!r}")
 
 
+@reference("08_ensembles", "disjoint_shards")
 def global_batches(n: int, global_batch: int, steps: int, seed: int):
     """``steps`` index tensors of ``global_batch`` rows, from one reshuffle per epoch of a generator
     seeded with ``seed``: identical on every rank."""
@@ -79,8 +82,8 @@ def global_batches(n: int, global_batch: int, steps: int, seed: int):
 def train(*, steps: int = 50, global_batch: int = 64, lr: float = 0.05, momentum: float = 0.9, seed: int = 0,
           model: str = "mlp", dataset: str = "digits", n_train: int | None = 4096,
           device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1) -> dict:
-    """Train for ``steps`` steps of SGD on global batches of ``global_batch``; rank ``rank`` of ``world_size``
-    computes its :func:`shard`. With ``world_size > 1`` a process group must be initialized (torchrun).
+    """Train for ``steps`` steps of SGD on global batches of ``global_batch`` (one reshuffle per epoch, as
+    :func:`global_batches` draws them); rank ``rank`` of ``world_size`` computes its :func:`shard`. With ``world_size > 1`` a process group must be initialized (torchrun).
 
     Returns ``state_dict`` (CPU), ``losses`` (the global-batch loss of each step), ``seconds`` (the
     training loop alone), ``samples_per_second``, ``allreduce_ms`` (one all-reduce of a gradient-sized
@@ -95,12 +98,21 @@ def train(*, steps: int = 50, global_batch: int = 64, lr: float = 0.05, momentum
     parallel = world_size > 1
     ddp = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) if parallel else net
     opt = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=momentum)
-    rows = shard(global_batch, rank, world_size)
+    if not 0 <= rank < world_size or global_batch % world_size:
+        raise ValueError(f"rank {rank} of {world_size}: the global batch {global_batch} must split into {world_size} "
+                         f"equal shards")
+    per_epoch = len(x) // global_batch
+    if per_epoch < 1:
+        raise ValueError(f"{len(x)} training samples are fewer than one global batch of {global_batch}")
+    gen = torch.Generator().manual_seed(seed)  # the same reshuffle per epoch on every rank
     losses = []
     _sync(device, parallel)
     started = time.perf_counter()
-    for index in global_batches(len(x), global_batch, steps, seed):
-        local = index[rows].to(device)
+    for step in range(steps):
+        if step % per_epoch == 0:
+            perm = torch.randperm(len(x), generator=gen)
+        index = perm[(step % per_epoch) * global_batch:(step % per_epoch + 1) * global_batch]
+        local = index.tensor_split(world_size)[rank].to(device)  # this rank's contiguous, equal shard
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(ddp(x[local]), y[local])
         loss.backward()  # DDP all-reduces (averages) the gradients here

@@ -43,6 +43,7 @@ from torch import nn
 
 from . import data as course_data
 from . import models, train
+from .release import reference
 
 STRATEGIES = ("linear probe", "fine-tune top", "fine-tune all", "from scratch")
 EXTRA_STRATEGIES = ("fine-tune bottom",)
@@ -53,11 +54,13 @@ class PretrainedWeightsUnavailable(RuntimeError):
     """torchvision's pretrained weights were asked for and cannot be had (no network, no cached file)."""
 
 
+@reference("04_training", "freeze", "param_groups")
 def _matches(name: str, prefix: str) -> bool:
     """``name`` is ``prefix`` or lies under it (``"features.0"`` covers ``"features.0.weight"``, not ``"features.01.weight"``)."""
     return prefix == "" or name == prefix or name.startswith(prefix + ".")
 
 
+@reference("04_training", "freeze")
 def _select(model: nn.Module, prefixes) -> list[tuple[str, nn.Parameter]]:
     """The named parameters under any of ``prefixes``; ``ValueError`` for a prefix that matches nothing."""
     prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
@@ -69,6 +72,7 @@ def _select(model: nn.Module, prefixes) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in named if any(_matches(n, prefix) for prefix in prefixes)]
 
 
+@reference("04_training", "freeze")
 def freeze(model: nn.Module, prefixes=("",)) -> list[str]:
     """Set ``requires_grad = False`` on every parameter named by or under one of ``prefixes``
     (default: all). Returns the names frozen."""
@@ -78,6 +82,7 @@ def freeze(model: nn.Module, prefixes=("",)) -> list[str]:
     return [n for n, _ in chosen]
 
 
+@reference("04_training", "freeze")
 def unfreeze(model: nn.Module, prefixes=("",)) -> list[str]:
     """Set ``requires_grad = True`` on the parameters under ``prefixes`` (default: all); returns their names."""
     chosen = _select(model, prefixes)
@@ -91,6 +96,7 @@ def trainable(model: nn.Module) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
+@reference("04_training", "param_groups")
 def param_groups(model: nn.Module, lrs: dict[str, float], default_lr: float | None = None) -> list[dict]:
     """Parameter groups for ``torch.optim``: one per prefix of ``lrs`` with its learning rate.
 
@@ -191,24 +197,25 @@ def transfer(source: models.SmallCNN, strategy: str, num_classes: int, *, lr: fl
         model = model.to(source.head[-1].weight.device)
         return model, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     model = replace_head(source, num_classes)
-    head = "head"
+    # the parts that train are whole submodules (model.get_submodule), one parameter group each: the new head
+    # first at lr, then the pretrained parts at the small rate
+    group = lambda name, module, rate: {"name": name, "params": list(module.parameters()), "lr": rate}
+    if strategy == "fine-tune all":
+        in_head = {id(p) for p in model.head.parameters()}
+        groups = [group("head", model.head, lr),
+                  {"name": "default", "params": [p for p in model.parameters() if p.requires_grad and id(p) not in in_head],
+                   "lr": small}]
+        return model, torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
     if strategy == "linear probe":
-        freeze(model)
-        unfreeze(model, head)
+        groups = [group("inner.head", model.head, lr)]
         model = FrozenBN(model)
-        groups = param_groups(model, {"inner.head": lr})
-    elif strategy == "fine-tune top":
-        freeze(model)
-        top = top_prefixes(model, 1)
-        unfreeze(model, top)
-        groups = param_groups(model, {head: lr, **{p: small for p in top[:-1]}})
-    elif strategy == "fine-tune bottom":
-        freeze(model)
-        bottom = bottom_prefixes(model, 1)
-        unfreeze(model, bottom + [head])
-        groups = param_groups(model, {head: lr, **{p: small for p in bottom}})
     else:
-        groups = param_groups(model, {head: lr}, default_lr=small)
+        pretrained = top_prefixes(model, 1)[:-1] if strategy == "fine-tune top" else bottom_prefixes(model, 1)
+        for name in pretrained:
+            model.get_submodule(name).requires_grad_(True)
+        groups = [group("head", model.head, lr)] + [group(name, model.get_submodule(name), small) for name in pretrained]
     return model, torch.optim.SGD(groups, lr=lr, momentum=momentum)
 
 
@@ -220,6 +227,7 @@ def stage_ends(model: models.SmallCNN) -> list[int]:
     return [i + 1 for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
 
 
+@reference("04_training", "features_at")
 def features_at(model: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
     """The output of the first ``layer`` modules of ``model.features`` for inputs ``x``, flattened to
     ``(N, -1)``; ``layer = 0`` is the input itself, ``layer = len(model.features)`` the last feature maps.

@@ -51,3 +51,19 @@ def test_two_process_torchrun_equals_single_process(tmp_path, repo_root):
 def test_world_size_above_one_needs_a_process_group():
     with pytest.raises((RuntimeError, ValueError)):
         distributed.train(steps=1, global_batch=8, n_train=64, world_size=2, rank=0)
+
+
+def test_train_steps_through_the_global_batches():
+    # train draws its batches itself (global_batches is chapter 08's answer in the student release): same order
+    import torch.nn.functional as F
+
+    from course_lib import data
+
+    result = distributed.train(steps=6, global_batch=16, lr=0.0, seed=2, n_train=64, dataset="digits")
+    ds = data.load_dataset("digits", device="cpu", verbose=False).subset(64, 0, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(2)
+    net = distributed.build_model("mlp", ds.input_shape, ds.num_classes)
+    with torch.no_grad():
+        expected = [float(F.cross_entropy(net(ds.x_train[i]), ds.y_train[i]))
+                    for i in distributed.global_batches(64, 16, 6, seed=2)]
+    assert result["losses"] == pytest.approx(expected, rel=1e-6)
