@@ -83,7 +83,11 @@ def _execute(nb, folder: Path, env: Path, skip_experiments: bool):
     client = NotebookClient(nb, km=km, timeout=1800, kernel_name=KERNEL, allow_errors=True,
                             skip_cells_with_tag="experiment" if skip_experiments else "skip-execution",
                             resources={"metadata": {"path": str(folder)}})
-    client.execute()
+    try:
+        client.execute()
+    finally:  # nbclient leaves a kernel it was handed running
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 
