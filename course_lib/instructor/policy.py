@@ -217,52 +217,43 @@ def _getter(node: ast.AST, alias: dict) -> tuple[list[str], ast.AST] | None:
     return None
 
 
-def _dotted(node: ast.AST, alias: dict) -> str | None:
-    """``init.fans`` -> ``course_lib.init.fans``; ``getattr(init, "fans")``, ``attrgetter("fans")(init)`` and
-    ``reduce(getattr, ["fans"], init)`` too; None if not a name chain."""
-    parts = []
-    while True:
-        got = _getter(node, alias)
-        if isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        elif got:
-            parts += reversed(got[0])
-            node = got[1]
-        elif isinstance(node, ast.Name):
-            parts.append(alias.get(node.id) or node.id)
-            return ".".join(reversed(parts))
-        else:
-            return None
-
-
-def _root(node: ast.AST, alias: dict) -> ast.Name | None:
-    """The name a chain of attributes, subscripts and constant getters starts from."""
-    while True:
-        got = _getter(node, alias)
-        if isinstance(node, (ast.Attribute, ast.Subscript)):
-            node = node.value
-        elif got:
-            node = got[1]
-        else:
-            return node if isinstance(node, ast.Name) else None
-
-
-def _spelled(node: ast.AST, alias: dict) -> list[str]:
-    """The attribute names a chain spells out (``x.a``, ``getattr(x, "b")``, ``attrgetter("c.d")(x)``)."""
-    names = []
+def _chain(node: ast.AST, alias: dict) -> tuple[list[str], ast.AST, bool]:
+    """Walk a chain of attributes (``x.a``), constant getters (``getattr(x, "b")``, ``attrgetter("c.d")(x)``)
+    and subscripts down to where it starts: ``(attribute names, outermost first; that start; whether a
+    subscript was passed)``."""
+    names, subscript = [], False
     while True:
         got = _getter(node, alias)
         if isinstance(node, ast.Attribute):
             names.append(node.attr)
             node = node.value
         elif isinstance(node, ast.Subscript):
-            node = node.value
+            subscript, node = True, node.value
         elif got:
-            names += got[0]
+            names += reversed(got[0])
             node = got[1]
         else:
-            return names
+            return names, node, subscript
+
+
+def _dotted(node: ast.AST, alias: dict) -> str | None:
+    """``init.fans`` -> ``course_lib.init.fans``; ``getattr(init, "fans")``, ``attrgetter("fans")(init)`` and
+    ``reduce(getattr, ["fans"], init)`` too; None if not a name chain."""
+    names, start, subscript = _chain(node, alias)
+    if subscript or not isinstance(start, ast.Name):
+        return None
+    return ".".join([alias.get(start.id) or start.id, *reversed(names)])
+
+
+def _root(node: ast.AST, alias: dict) -> ast.Name | None:
+    """The name a chain of attributes, subscripts and constant getters starts from."""
+    start = _chain(node, alias)[1]
+    return start if isinstance(start, ast.Name) else None
+
+
+def _spelled(node: ast.AST, alias: dict) -> list[str]:
+    """The attribute names a chain spells out (``x.a``, ``getattr(x, "b")``, ``attrgetter("c.d")(x)``)."""
+    return _chain(node, alias)[0]
 
 
 def follow_assignments(trees, alias: dict) -> None:
