@@ -128,9 +128,9 @@ def test_deep_net_with_batch_norm_and_he_init(device, conv):
     bns = [m for m in net.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     assert len(bns) == 2 * 3 + 1  # one before every ReLU: two per block, one in the head
     layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    assert all(float(m.bias.abs().max()) == 0 for m in layers)
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in layers)
     fan_in = 8 * (9 if conv else 1)
-    assert float(net.blocks[1][2].weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.35)
+    assert float(net.blocks[1][2].weight.detach().std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.35)
     out = net(torch.randn(4, 1, 8, 8, device=device))
     assert out.shape == (4, 10) and out.device.type == device.type
     with pytest.raises(ValueError):
