@@ -651,9 +651,9 @@ def test_verdicts_of_added_tricks_read_the_other_way():
 
 
 def test_internal_paths_match_the_references_they_replace():
-    """The training pipeline does not call the exercises' references (left out of the student release, as are
-    chapter 01's crop/hflip, 02's whitening, 03's init_module_ and 04's warm-up cosine): its own flip-and-shift,
-    whitening stem, initialization and schedule give the same numbers, bit for bit."""
+    """The training pipeline calls no exercise's reference (left out of the student release, as are chapter 01's
+    crop/hflip, 02's and 10's whitening and 04's warm-up cosine) and not 03's init_module_ either: its own
+    flip-and-shift, whitening stem, initialization and schedule give the same numbers, bit for bit."""
     from course_lib import augment, init
 
     g = torch.Generator().manual_seed(0)
