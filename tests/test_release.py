@@ -87,6 +87,28 @@ def test_released_chapters_keep_their_references():
     assert "self.p = p" in new and "x = 1" in new
 
 
+def test_unmarked_helpers_that_a_reference_calls_are_listed():
+    source = SOURCE + '''
+
+def _kernel(t):
+    a = t + 1
+    b = a * 2
+    c = b - 3
+    return c
+
+
+def _check(t):
+    return t
+
+
+@reference("05_activations", "elu")
+def elu(t):
+    _check(t)
+    return _kernel(t)
+'''
+    assert builder.unmarked_helpers(source, "course_lib.x") == {"course_lib.x.elu": ["course_lib.x._kernel"]}
+
+
 def test_a_body_on_the_def_line_is_refused():
     with pytest.raises(ValueError, match="on its `def` line"):
         builder.strip('@reference("01_augmentation")\ndef f(x): return x\n', "course_lib.y")
@@ -190,6 +212,7 @@ def test_the_release_holds_notebooks_and_a_wheel_but_no_answers(built):
             assert (built / "notebooks" / chapter / nb.name).read_bytes() == nb.read_bytes()
     manifest = json.loads((built / "RELEASE.json").read_text())
     assert manifest["released"] == []
+    assert set(manifest["calls_unmarked_helpers"]) <= {r["name"] for r in manifest["left_out"]}
     assert sorted((r["name"], r["chapter"]) for r in manifest["left_out"]) == \
         sorted((n, c) for n, c, _, _ in _references_in_source())
     (wheel,) = (built / "wheels").glob("*.whl")

@@ -8,7 +8,8 @@ The release folder (``build/release`` by default) holds:
   ``@reference(chapter)`` (:mod:`course_lib.release`) has its body, docstring included, replaced by a line
   that raises :class:`course_lib.release.Unreleased`, except the chapters passed with ``--released``;
 - ``requirements.txt``, ``nbgrader_config.py`` (Validate skips the experiments), ``README.md`` (the
-  students' set-up) and ``RELEASE.json`` (what was left out, and from which commit).
+  students' set-up) and ``RELEASE.json`` (what was left out, from which commit, and which unmarked helpers
+  the left-out references call: an answer moved into one stays readable, so review them).
 
 It holds no ``solutions/``, ``policies/``, ``tests/`` or ``benchmarks/``. Run it in the course root:
 ``course release [--released 01_augmentation ...] [--out DIR]``.
@@ -85,11 +86,29 @@ def strip(source: str, module: str, released=()) -> tuple[str, list[tuple[str, s
     return "".join(lines), stripped[::-1]
 
 
-def stage_package(root: Path, dest: Path, released=()) -> list[tuple[str, str]]:
-    """Copy course_lib from ``root`` into ``dest`` (a project folder), references stripped; return them."""
+def unmarked_helpers(source: str, module: str, min_lines: int = 5) -> dict[str, list[str]]:
+    """For each reference in ``source``, the module's unmarked top-level functions of at least ``min_lines``
+    lines that its body calls by name. They stay in the release, and an answer moved into one stays readable."""
+    tree = ast.parse(source)
+    refs = marked(source, module)
+    taken = {q.rsplit(".", 1)[-1] for q, _, _ in refs}
+    helpers = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and n.name not in taken and n.end_lineno - n.lineno + 1 >= min_lines}
+    found = {}
+    for qualname, _, node in refs:
+        called = sorted({n.func.id for n in ast.walk(node) if isinstance(n, ast.Call)
+                         and isinstance(n.func, ast.Name) and n.func.id in helpers})
+        if called:
+            found[qualname] = [f"{module}.{name}" for name in called]
+    return found
+
+
+def stage_package(root: Path, dest: Path, released=()) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """Copy course_lib from ``root`` into ``dest`` (a project folder), references stripped; return them, and
+    the unmarked helpers each stripped reference calls (:func:`unmarked_helpers`)."""
     shutil.copytree(root / "course_lib", dest / "course_lib",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    stripped = []
+    stripped, helpers = [], {}
     for path in sorted((dest / "course_lib").rglob("*.py")):
         module = ".".join(path.relative_to(dest).with_suffix("").parts)
         text = path.read_text(encoding="utf-8")
@@ -97,6 +116,7 @@ def stage_package(root: Path, dest: Path, released=()) -> list[tuple[str, str]]:
             new, found = strip(text, module, set(released))
             path.write_text(new, encoding="utf-8")
             stripped += found
+            helpers.update({q: h for q, h in unmarked_helpers(text, module).items() if q in dict(found)})
     version = re.search(r'^__version__ = "(.+)"', (root / "course_lib" / "__init__.py").read_text(), re.M).group(1)
     deps = ",\n".join(f'    "{d}"' for d in STUDENT_DEPENDENCIES)
     (dest / "pyproject.toml").write_text(
@@ -105,7 +125,7 @@ def stage_package(root: Path, dest: Path, released=()) -> list[tuple[str, str]]:
         'description = "The students\' course_lib: helpers for the notebooks, without the answers"\n'
         f'requires-python = ">=3.10"\ndependencies = [\n{deps},\n]\n\n'
         '[tool.setuptools]\npackages = ["course_lib", "course_lib.grading", "course_lib.instructor"]\n', encoding="utf-8")
-    return stripped
+    return stripped, helpers
 
 
 def build_wheel(project: Path, out: Path) -> Path:
@@ -160,7 +180,7 @@ def build(root: Path, out: Path, released=()) -> dict:
     out.mkdir(parents=True)
     shutil.copytree(root / "notebooks", out / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     with tempfile.TemporaryDirectory() as tmp:
-        stripped = stage_package(root, Path(tmp), released)
+        stripped, helpers = stage_package(root, Path(tmp), released)
         wheel = build_wheel(Path(tmp), out / "wheels")
     (out / "requirements.txt").write_text("\n".join(STUDENT_DEPENDENCIES) + "\n", encoding="utf-8")
     shutil.copy(Path(__file__).with_name("student_nbgrader_config.py"), out / "nbgrader_config.py")
@@ -168,7 +188,8 @@ def build(root: Path, out: Path, released=()) -> dict:
         course="Practical tricks for training deep networks",
         released=", ".join(released) if released else "none"), encoding="utf-8")
     manifest = {"commit": _commit(root), "released": sorted(released), "wheel": wheel.name,
-                "left_out": [{"name": n, "chapter": c} for n, c in stripped]}
+                "left_out": [{"name": n, "chapter": c} for n, c in stripped],
+                "calls_unmarked_helpers": helpers}
     (out / "RELEASE.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
 
@@ -180,4 +201,7 @@ def main(root: Path, out: Path, released=()) -> int:
     print(f"student release in {out}: notebooks/, wheels/{manifest['wheel']}, requirements.txt, README.md")
     print(f"{len(manifest['left_out'])} reference implementations left out, of chapters {', '.join(chapters) or 'none'}; "
           f"released: {', '.join(manifest['released']) or 'none'}")
+    if manifest["calls_unmarked_helpers"]:
+        print(f"check: {len(manifest['calls_unmarked_helpers'])} of them call unmarked helpers of 5 lines or more, which "
+              "stay in the release and may hold their formula (RELEASE.json, calls_unmarked_helpers)")
     return 0
