@@ -305,9 +305,8 @@ def _names_used(tree: ast.AST, alias: dict):
         elif (isinstance(node, ast.Call) and node.args and _constant_str(node.args[0])
               and (_dotted(node.func, alias) or "").endswith("methodcaller")):
             yield "." + node.args[0].value, node.lineno  # operator.methodcaller("cov")(x) is x.cov()
-        got = _getter(node, alias)
-        if got and len(got[0]) > 1 or got and not (isinstance(node.func, ast.Name) and node.func.id == "getattr"):
-            d = _dotted(node, alias)
+        if _getter(node, alias) and not (isinstance(node.func, ast.Name) and node.func.id == "getattr"):
+            d = _dotted(node, alias)  # attrgetter(...)(x), reduce(getattr, [...], x): plain getattr is above
             if d:
                 yield d, node.lineno
         elif isinstance(node, ast.Import):
