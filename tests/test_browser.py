@@ -5,9 +5,10 @@ what ``make lab`` and ``make lab-instructor`` run) on a temporary copy of the co
 without a token; Playwright driving Debian's Chromium. Screenshots of a failed step go to
 ``build/browser-test/``.
 
-- The student opens chapter 03, answers exercise 1 right and exercise 2 wrong, runs the cells one by one,
-  saves, clicks Validate and reads that exercise 2's test failed and why; the server keeps answering
-  while Validate runs.
+- The student works in the student release (``course release``, its wheel installed in a fresh virtual
+  environment, no answers in it): opens chapter 03, answers exercise 1 right and exercise 2 wrong, runs the
+  cells one by one, saves, clicks Validate and reads that exercise 2's test failed and why; the server keeps
+  answering while Validate runs.
 - The notebook is closed and reopened: its progress bars are text, with no widget error.
 - The instructor opens Formgrader, sees every assignment and previews one.
 - Neither the browser console nor either server's log holds an error.
@@ -91,13 +92,39 @@ def _get(url: str, timeout: float = 5.0) -> bytes:
         return reply.read()
 
 
+@pytest.fixture(scope="module")
+def student_release(tmp_path_factory) -> tuple[Path, Path]:
+    """``(folder, python)``: the student release, with its own exchange, and a fresh environment holding its wheel.
+
+    The environment reaches this one's third-party packages through a path file
+    (:func:`course_lib.instructor.release_check.make_env`); their Jupyter data and configuration (JupyterLab's and
+    nbgrader's extensions, which ``pip install`` would put in the student's environment) through
+    :data:`JUPYTER_PATHS`."""
+    from course_lib.instructor import release, release_check
+
+    folder = tmp_path_factory.mktemp("student") / "release"
+    release.build(ROOT, folder)
+    with open(folder / "nbgrader_config.py", "a") as config:
+        config.write(f"\nc.Exchange.root = {str(folder.parent / 'exchange')!r}\n")
+    python = release_check.make_env(folder, folder.parent / "venv")
+    assert release_check.where_course_lib(python).startswith(str(folder.parent / "venv")), "course_lib is not the release's"
+    return folder, python
+
+
+# This environment's Jupyter data and configuration folders, for the release's environment.
+JUPYTER_PATHS = {"JUPYTER_PATH": str(Path(sys.prefix, "share", "jupyter")),
+                 "JUPYTER_CONFIG_PATH": str(Path(sys.prefix, "etc", "jupyter"))}
+
+
 @contextlib.contextmanager
-def lab(course: Path, role: str, log: Path):
-    """The course's own start command for ``role``, token-less on a free port; yields its base URL."""
+def lab(course: Path, role: str, log: Path, python: Path | str = sys.executable, extra_env: dict | None = None):
+    """The course's own start command for ``role``, run by ``python`` in ``course``, token-less on a free port;
+    yields its base URL."""
     port = _free_port()
     env = {**os.environ, "COURSE_PROFILE": "quick", "COURSE_DATA": str(ROOT / "data"), "OMP_NUM_THREADS": "1",
-           "JUPYTER_CONFIG_DIR": str(course / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(course / ".runtime")}
-    cmd = [sys.executable, "-m", "course_lib.lab", role, f"--port={port}", "--no-browser",
+           "JUPYTER_CONFIG_DIR": str(course / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(course / ".runtime"),
+           **(extra_env or {})}
+    cmd = [str(python), "-m", "course_lib.lab", role, f"--port={port}", "--no-browser",
            "--IdentityProvider.token=", "--ServerApp.password=", f"--LabApp.workspaces_dir={course / '.ws'}"]
     with open(log, "w") as out:
         server = subprocess.Popen(cmd, cwd=course, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -216,10 +243,12 @@ def status_latency(url: str) -> float:
     return time.monotonic() - started
 
 
-def student_day(browser, course: Path, log: Path, errors: list) -> None:
-    """Chapter 03 in the student's JupyterLab: answer, run, validate, then reopen the next day."""
+def student_day(browser, release: tuple[Path, Path], log: Path, errors: list) -> None:
+    """Chapter 03 in the student's JupyterLab, in the student release: answer, run, validate, then reopen the
+    next day."""
+    course, python = release
     notebook = f"{CHAPTER}/{CHAPTER}.ipynb"
-    with lab(course, "student", log) as url:
+    with lab(course, "student", log, python, JUPYTER_PATHS) as url:
         page = new_page(browser, errors)
         with step(page, "1-open-and-run"):
             open_notebook(page, url, notebook)
@@ -288,11 +317,11 @@ def instructor_day(browser, course: Path, log: Path, errors: list) -> None:
             page.close()
 
 
-def test_student_validates_and_instructor_uses_formgrader(playwright_chromium, course):
+def test_student_validates_and_instructor_uses_formgrader(playwright_chromium, course, student_release):
     errors = []
     shutil.rmtree(SHOTS, ignore_errors=True)
     logs = course / "student-lab.log", course / "instructor-lab.log"
-    student_day(playwright_chromium, course, logs[0], errors)
+    student_day(playwright_chromium, student_release, logs[0], errors)
     instructor_day(playwright_chromium, course, logs[1], errors)
     assert not errors, "the browser console holds errors:\n" + "\n".join(errors)
     for log in logs:
