@@ -44,6 +44,10 @@ loss ends the run as *diverged*). On CUDA it runs ``channels_last`` under bf16 a
 (``compile_mode``, by default ``"reduce-overhead"``: CUDA graphs), compiled once per process and
 reused by every seed and member, with its compile time reported on its own.
 
+Three of the pipeline's pieces are this chapter's exercises (the augmentation, the whitening filters, the flip
+TTA): the pipeline calls them through a :class:`Parts` (this module's references by default), so that the
+notebook trains and evaluates with the student's own functions, which the student release needs.
+
 Sources: Keller Jordan (2024), "94% on CIFAR-10 in 3.29 seconds on a single A100" (airbench,
 github.com/KellerJordan/cifar10-airbench: the device-resident loader, patch whitening, label smoothing 0.2,
 Nesterov SGD with warm-up and decay, flip TTA, and the candidates: weight averaging, alternating flips,
@@ -188,22 +192,19 @@ def augment_batch(images: Tensor, flip: Tensor, top: Tensor, left: Tensor, mean:
     The zero padding of the crop is black (0) in pixel space, which is Fashion-MNIST's background;
     normalizing first would pad with the *mean* (0 after normalization), a grey frame that never
     occurs in a test image. ``top``/``left`` index the padded image (``0 .. 2·padding``).
+
+    The flip and the translation are two gathers from the zero-padded batch: image ``n`` is the window at
+    ``(top[n], left[n])`` of its padded copy, read right to left where ``flip[n]`` (zero padding is
+    symmetric, so mirroring the padded image is padding the mirrored one).
     """
-    shifted = augment.crop(augment.hflip(images, flip), top, left, images.shape[-2:], padding, check=False)
-    return normalize(shifted, mean, std)
-
-
-def _flip_shift(images: Tensor, flip: Tensor, top: Tensor, left: Tensor, padding: int) -> Tensor:
-    """The flip and translation of the training pipeline, as two gathers from the zero-padded batch: image
-    ``n`` is the window at ``(top[n], left[n])`` of its padded copy, read right to left where ``flip[n]``
-    (zero padding is symmetric, so mirroring the padded image is padding the mirrored one)."""
     n, _, h, w = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
     rows = top.to(images.device, torch.long)[:, None] + torch.arange(h, device=images.device)     # (N, H)
     cols = left.to(images.device, torch.long)[:, None] + torch.arange(w, device=images.device)    # (N, W)
     cols = torch.where(flip.to(images.device)[:, None], padded.shape[-1] - 1 - cols, cols)
     out = padded.gather(2, rows[:, None, :, None].expand(n, padded.shape[1], h, padded.shape[-1]))
-    return out.gather(3, cols[:, None, None, :].expand(n, padded.shape[1], h, w))
+    shifted = out.gather(3, cols[:, None, None, :].expand(n, padded.shape[1], h, w))
+    return normalize(shifted, mean, std)
 
 
 def draw_epoch(n: int, batch_size: int, padding: int, flip: bool, generator: torch.Generator,
@@ -239,7 +240,7 @@ def smoothed_targets(y: Tensor, num_classes: int, smoothing: float) -> Tensor:
 def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tensor, *, padding: int = 2,
                   flip: bool = True, generator: torch.Generator, memory_format=torch.contiguous_format,
                   chunk: int = 8192, smoothing: float = 0.0, num_classes: int | None = None,
-                  flip_base: Tensor | None = None, epoch: int = 0) -> list[tuple]:
+                  flip_base: Tensor | None = None, epoch: int = 0, augment_batch=augment_batch) -> list[tuple]:
     """One epoch of shuffled, augmented, normalized batches ``(xb, yb)``, cut from one tensor by slicing.
 
     The parameters come from :func:`draw_epoch` (one call each); :func:`augment_batch` is applied to
@@ -249,7 +250,8 @@ def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tens
     ``smoothing`` > 0 each batch is ``(xb, yb, qb)``, ``qb`` the :func:`smoothed_targets` of the epoch
     computed once, so the step's loss is ``F.cross_entropy(logits, qb)``: half the ops of
     ``label_smoothing=ε``, which rebuilds the smoothing term at every step. ``flip_base`` and ``epoch``
-    (0-based) make the flips alternate (:func:`draw_epoch`).
+    (0-based) make the flips alternate (:func:`draw_epoch`). ``augment_batch`` is the function applied (by default
+    this module's :func:`augment_batch`; a notebook passes its own, with the same signature).
     """
     d = draw_epoch(len(x), batch_size, padding, flip, generator, x.device, flip_base, epoch)
     order, parts = d["order"], []
@@ -259,7 +261,7 @@ def epoch_batches(x: Tensor, y: Tensor, batch_size: int, mean: Tensor, std: Tens
             n = len(images)
             mask = d["flip"][i:i + chunk] if flip else torch.zeros(n, dtype=torch.bool, device=x.device)
             top, left = (d["offsets"][:, i:i + chunk] if padding else torch.zeros(2, n, dtype=torch.long, device=x.device))
-            images = normalize(_flip_shift(images, mask, top, left, padding), mean, std)
+            images = augment_batch(images, mask, top, left, mean, std, padding)
         else:
             images = normalize(images, mean, std)
         parts.append(images)
@@ -305,25 +307,6 @@ def whitening_filters(images: Tensor, size: int = 3, eps: float = 5e-4) -> tuple
     white = preprocess.Whitening("pca", eps).fit(patches)
     weight = white.W.T.reshape(-1, images.shape[1], size, size)
     bias = -(white.mean @ white.W)
-    return torch.cat([weight, -weight]), torch.cat([bias, -bias])
-
-
-def _whitening_stem(images: Tensor, size: int, eps: float) -> tuple[Tensor, Tensor]:
-    """The stem's frozen patch-whitening weight and bias (:func:`whitening_filters`' values, computed here
-    from the eigendecomposition of the patches' covariance in float64, float32 on MPS)."""
-    cols = F.unfold(images, size)
-    patches = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-    dtype = torch.float32 if patches.device.type == "mps" else torch.float64
-    x = patches.to(dtype)
-    centred = x - x.mean(0)
-    lam, u = torch.linalg.eigh(centred.T @ centred / x.shape[0])
-    lam, u = lam.flip(0).clamp(min=0), u.flip(1)
-    u = u * torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))          # largest entry of each positive
-    lam, u = lam.to(patches.dtype).to(dtype), u.to(patches.dtype).to(dtype)
-    w = (u * (1 / torch.sqrt(lam + eps))).to(patches.dtype)                   # (D, K): column k = u_k / sqrt(λ_k + ε)
-    mean = patches.mean(0)
-    weight = w.T.reshape(-1, images.shape[1], size, size)
-    bias = -(mean @ w)
     return torch.cat([weight, -weight]), torch.cat([bias, -bias])
 
 
@@ -384,13 +367,14 @@ class CapstoneNet(nn.Module):
 
 
 def build_net(recipe: Recipe, x_train: Tensor, num_classes: int, *, mean=None, std=None,
-              generator: torch.Generator | None = None) -> CapstoneNet:
+              generator: torch.Generator | None = None, whitening_filters=whitening_filters) -> CapstoneNet:
     """A :class:`CapstoneNet` on ``x_train``'s device, initialised as the recipe says.
 
     Weights: He normal (``he_init``) or ``0.01·N(0,1)``, biases 0 (``torch.nn.init``, as chapter 03's ``init_module_``).
     With ``whiten`` the stem gets :func:`whitening_filters` of the first ``whiten_images`` training images
     (normalized with ``mean``/``std``) and is frozen; with ``whiten_bias_epochs`` > 0 its bias stays
     trainable (:func:`make_optimizer` gives it its own group, which :func:`freeze_whiten_bias` stops).
+    ``whitening_filters(images, size, eps)`` fits the stem: this module's by default, or a notebook's own.
     """
     net = CapstoneNet(x_train.shape[1], num_classes, recipe)  # initialised on the CPU: the same weights on any device
     _init_weights(net, recipe.he_init, generator)
@@ -399,7 +383,7 @@ def build_net(recipe: Recipe, x_train: Tensor, num_classes: int, *, mean=None, s
         sample = x_train[:recipe.whiten_images]
         if mean is not None:
             sample = normalize(sample, mean, std)
-        weight, bias = _whitening_stem(sample, recipe.patch_size, recipe.whiten_eps)
+        weight, bias = whitening_filters(sample, recipe.patch_size, recipe.whiten_eps)
         with torch.no_grad():
             net.stem.weight.copy_(weight)
             net.stem.bias.copy_(bias)
@@ -424,16 +408,24 @@ def label_smoothing_loss(logits: Tensor, target: Tensor, smoothing: float = 0.0)
 
 
 def lr_schedule(recipe: Recipe, steps: int) -> list[float]:
-    """The learning rate of every step, as plain numbers: ``lr·warmup_cosine_factor(t)`` with ``warmup·steps``
-    warm-up steps from 10% of the peak (:func:`course_lib.schedules.warmup_cosine_factor`; Goyal et al.
-    2017; airbench warms up and decays linearly), or ``lr`` throughout without ``schedule``."""
+    """The learning rate of every step, as plain numbers, read off torch's schedulers stepped on a throw-away
+    optimizer: ``LinearLR`` from 10% of ``lr`` to ``lr`` over the ``int(warmup·steps)`` warm-up steps, then
+    ``CosineAnnealingLR`` from ``lr`` to 0 over the rest (``SequentialLR``); ``lr`` throughout without
+    ``schedule``. The same rates as chapter 04's :func:`course_lib.schedules.warmup_cosine_factor` with
+    ``start_factor=0.1`` (Goyal et al. 2017; Loshchilov & Hutter 2017; airbench warms up and decays linearly)."""
     if not recipe.schedule:
         return [recipe.lr] * steps
-    warmup, start = int(recipe.warmup * steps), 0.1
-    decay = max(steps - warmup, 1)
-    return [recipe.lr * (start + (1 - start) * t / warmup if t < warmup
-                         else 0.5 * (1 + math.cos(math.pi * (min(t - warmup, decay) / decay))))
-            for t in range(steps)]
+    warmup = int(recipe.warmup * steps)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps - warmup, 1))
+    sched = cosine if warmup == 0 else torch.optim.lr_scheduler.SequentialLR(
+        opt, [torch.optim.lr_scheduler.LinearLR(opt, 0.1, 1.0, total_iters=warmup), cosine], milestones=[warmup])
+    rates = []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()                        # no gradients: changes nothing, but keeps the scheduler's order check quiet
+        sched.step()
+    return rates
 
 
 def make_optimizer(net: nn.Module, recipe: Recipe, steps: int) -> tuple[torch.optim.SGD, list[float]]:
@@ -579,34 +571,44 @@ def tta_view_images(x: Tensor, n: int = 2) -> list[Tensor]:
     return views[:n]
 
 
-def view_logits(models, x: Tensor, *, tta: bool = True, views: int = 2, batch_size: int = 500, ctx=None,
-                memory_format=torch.contiguous_format) -> Tensor:
-    """Logits ``(V, K, N, C)`` of the ``K`` members on the ``V`` views of ``x``: with ``tta`` the first
-    ``views`` of :func:`tta_view_images` (2: itself and its mirror image), else ``x`` alone
-    (:func:`course_lib.ensemble.predict_logits`, in eval mode), as float32."""
-    ctx = ctx if ctx is not None else contextlib.nullcontext()
-    views = tta_view_images(x, views if tta else 1)
-    with ctx:
-        out = [ensemble.predict_logits(list(models), v.contiguous(memory_format=memory_format), batch_size)
-               for v in views]
-    return torch.stack(out).float()
-
-
-def predict_probs(models, x: Tensor, *, tta: bool = True, **kwargs) -> Tensor:
-    """Probabilities ``(N, C)``: the softmax averaged over the members and, with ``tta``, the views.
-
-    ``mean_{k, v} softmax(f_k(v(x)))`` with views ``v ∈ {identity, hflip}`` (``views=2``, the default) or
-    more of :func:`tta_view_images` (:func:`course_lib.ensemble.average_probs` over the member × view logits
-    of :func:`view_logits`).
-    """
-    logits = view_logits(models, x, tta=tta, **kwargs)
-    return logits.flatten(0, 1).softmax(dim=-1).mean(dim=0)
-
-
 @reference("10_capstone", "flip_tta_probs")
 def tta_probs(model: nn.Module, x: Tensor) -> Tensor:
-    """Test-time flip averaging for one network: ``(softmax(f(x)) + softmax(f(hflip(x)))) / 2``, in eval mode."""
-    return predict_probs([model], x, tta=True)
+    """Test-time flip averaging for one network: ``(softmax(f(x)) + softmax(f(hflip(x)))) / 2``, in eval mode
+    (:func:`course_lib.ensemble.predict_logits`, in batches of 500, which restores the model's mode)."""
+    logits = torch.stack([ensemble.predict_logits([model], v, 500)[0] for v in (x, x.flip(-1))]).float()
+    return logits.softmax(dim=-1).mean(dim=0)
+
+
+def member_probs(models, x: Tensor, flip_tta_probs=tta_probs, *, views: int = 2, batch_size: int = 500, ctx=None,
+                 memory_format=torch.contiguous_format) -> Tensor:
+    """Probabilities ``(K, N, C)``: member ``k``'s softmax averaged over the first ``views`` views of
+    :func:`tta_view_images` (``views=1``: ``x`` alone), float32, in batches of ``batch_size``.
+
+    The views come in pairs, a view and its mirror image, and each pair's average is
+    ``flip_tta_probs(model, view)`` (this module's :func:`tta_probs` by default, or a notebook's own), which
+    counts as two views: ``p̄_k = (2·Σ_pairs flip_tta_probs(f_k, v) + Σ_single softmax(f_k(v))) / views``,
+    a lone view (``views`` odd) through :func:`course_lib.ensemble.predict_logits` (eval mode).
+    """
+    ctx = ctx if ctx is not None else contextlib.nullcontext()
+    out = []
+    with ctx:
+        for model in models:
+            total = 0.0
+            for j, v in enumerate(tta_view_images(x, views)[::2]):       # x, then the shifted views: each with its mirror
+                v = v.contiguous(memory_format=memory_format)
+                if 2 * j + 1 < views:
+                    total = total + 2 * torch.cat([flip_tta_probs(model, v[i:i + batch_size]).float()
+                                                   for i in range(0, len(v), batch_size)])
+                else:
+                    total = total + ensemble.predict_logits([model], v, batch_size)[0].float().softmax(dim=-1)
+            out.append(total / views)
+    return torch.stack(out)
+
+
+def predict_probs(models, x: Tensor, *, tta: bool = True, views: int = 2, flip_tta_probs=tta_probs, **kwargs) -> Tensor:
+    """Probabilities ``(N, C)``: the softmax averaged over the members and, with ``tta``, the first ``views``
+    views (2: ``x`` and its mirror image): the mean over members of :func:`member_probs`."""
+    return member_probs(models, x, flip_tta_probs, views=views if tta else 1, **kwargs).mean(dim=0)
 
 
 def accuracy(probs: Tensor, y: Tensor) -> Tensor:
@@ -615,6 +617,24 @@ def accuracy(probs: Tensor, y: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------ training
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The pieces of the pipeline that are this chapter's exercises, as functions with the exercises'
+    signatures: :func:`epoch_batches` calls ``augment_batch(images, flip, top, left, mean, std, padding)``,
+    :func:`build_net` ``whitening_filters(images, size, eps)``, and every evaluation (:func:`member_probs`)
+    ``flip_tta_probs(model, x)``. The defaults are this module's references; a notebook passes its own,
+    ``capstone.train_recipe(recipe, ds, seed, parts=capstone.Parts(augment_batch, whitening_filters,
+    flip_tta_probs))``, and so runs the pipeline without them (the student release leaves them out). The loss
+    is ``F.cross_entropy(label_smoothing=ε)``, torch's own form of the exercise ``smoothed_cross_entropy``."""
+
+    augment_batch: object = augment_batch
+    whitening_filters: object = whitening_filters
+    flip_tta_probs: object = tta_probs
+
+
+REFERENCE_PARTS = Parts()
 
 
 @dataclass
@@ -723,19 +743,22 @@ class EpochClock:
         return out if self.gpu is None else {**out, "epoch_gpu_seconds": self.gpu}
 
 
-def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each_epoch: bool = False) -> dict:
+def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each_epoch: bool = False,
+                 parts: Parts = REFERENCE_PARTS) -> dict:
     """Train one network of ``recipe`` on ``ds`` with ``seed``; returns its model, history, times and
     ``diverged`` (the epoch whose losses were not all finite; training stops there, else None).
 
     With ``ema`` the model returned (and evaluated) is the weights' moving average (:func:`ema_update`);
     with ``alternating_flips`` the flips of epoch 1 are drawn once (:func:`alternating_flip_base`) and
-    alternate; with ``whiten_bias_epochs`` the stem's bias is trained for those epochs only."""
+    alternate; with ``whiten_bias_epochs`` the stem's bias is trained for those epochs only. ``parts``
+    (:class:`Parts`) are the augmentation, whitening and TTA functions it calls."""
     device = ds.x_train.device
     fmt, amp = _memory_format(device, recipe), _amp(device, recipe)
     generator = runtime.seed_everything(seed)           # initial weights: drawn on the CPU, the same on any device
     draws = torch.Generator(device=device).manual_seed(seed)  # batch order and augmentation, drawn where the data are
     started = time.perf_counter()
-    net = build_net(recipe, ds.x_train, ds.num_classes, mean=mean, std=std, generator=generator).to(memory_format=fmt)
+    net = build_net(recipe, ds.x_train, ds.num_classes, mean=mean, std=std, generator=generator,
+                    whitening_filters=parts.whitening_filters).to(memory_format=fmt)
     runtime.synchronize(device)
     prep = time.perf_counter() - started
     step_fn, mark_step = step_function(recipe, device)
@@ -763,7 +786,8 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
         with EpochClock(device) as clock:
             batches = epoch_batches(ds.x_train, ds.y_train, recipe.batch_size, mean, std, padding=padding,
                                     flip=recipe.augment, generator=draws, memory_format=fmt, smoothing=smoothing,
-                                    num_classes=ds.num_classes, flip_base=flip_base, epoch=epoch - 1)
+                                    num_classes=ds.num_classes, flip_base=flip_base, epoch=epoch - 1,
+                                    augment_batch=parts.augment_batch)
             losses, correct = train_epoch(net, batches, opt, rates[(epoch - 1) * per_epoch:], smoothing, amp,
                                           step_fn, mark_step, ema)
         seconds += clock.wall
@@ -774,6 +798,7 @@ def train_member(recipe: Recipe, ds: Dataset, seed: int, *, mean, std, eval_each
         if eval_each_epoch:
             x_test = normalize(ds.x_test, mean, std)
             record["test_acc"] = float(accuracy(predict_probs([average], x_test, tta=recipe.tta, views=recipe.tta_views,
+                                                              flip_tta_probs=parts.flip_tta_probs,
                                                               ctx=fast_context(device, recipe), memory_format=fmt), ds.y_test))
         history.append(record)
         if not math.isfinite(loss):
@@ -795,22 +820,19 @@ def flops_per_step(recipe: Recipe, ds: Dataset) -> int:
     return counter.get_total_flops()
 
 
-def evaluate_members(models, x_test: Tensor, y_test: Tensor, recipe: Recipe) -> dict:
+def evaluate_members(models, x_test: Tensor, y_test: Tensor, recipe: Recipe, parts: Parts = REFERENCE_PARTS) -> dict:
     """Test accuracy for every ``(tta, ensemble)`` combination: ``{(bool, bool): float}``.
 
     ``ensemble=False`` uses the first member alone; ``tta`` averages ``recipe.tta_views`` views
-    (:func:`tta_view_images`). ``x_test`` must already be normalized as in training.
-    Each member sees each view once; the four combinations average different slices of those logits.
+    (:func:`member_probs` with ``parts.flip_tta_probs``), without it ``x_test`` alone. ``x_test`` must already
+    be normalized as in training. The four combinations average different slices of the members' probabilities.
     """
-    device, n_views = x_test.device, recipe.tta_views
-    logits = view_logits(models, x_test, tta=True, views=n_views, ctx=fast_context(device, recipe),
-                         memory_format=_memory_format(device, recipe))          # (V, K, N, C)
-    out = {}
-    for tta in (True, False):
-        for ens in (True, False):
-            chosen = logits[:n_views if tta else 1, :len(models) if ens else 1]
-            out[tta, ens] = float(accuracy(chosen.flatten(0, 1).softmax(dim=-1).mean(dim=0), y_test))
-    return out
+    device = x_test.device
+    kwargs = dict(ctx=fast_context(device, recipe), memory_format=_memory_format(device, recipe))
+    probs = {tta: member_probs(models, x_test, parts.flip_tta_probs, views=recipe.tta_views if tta else 1, **kwargs)
+             for tta in (True, False)}                                          # each (K, N, C)
+    return {(tta, ens): float(accuracy(probs[tta][:len(models) if ens else 1].mean(dim=0), y_test))
+            for tta in (True, False) for ens in (True, False)}
 
 
 def input_stats(recipe: Recipe, x_train: Tensor) -> tuple[Tensor, Tensor]:
@@ -822,10 +844,10 @@ def input_stats(recipe: Recipe, x_train: Tensor) -> tuple[Tensor, Tensor]:
     return torch.zeros(channels, device=x_train.device), torch.ones(channels, device=x_train.device)
 
 
-def split_accuracy(result: Result, ds: Dataset, split: str = "train") -> float:
+def split_accuracy(result: Result, ds: Dataset, split: str = "train", parts: Parts = REFERENCE_PARTS) -> float:
     """Accuracy of a trained recipe's networks on ``ds``'s ``"train"`` or ``"test"`` split, un-augmented and
-    evaluated as the recipe evaluates (its TTA and ensemble switches). Training accuracy against test
-    accuracy is the train/test gap: how much the networks overfit."""
+    evaluated as the recipe evaluates (its TTA and ensemble switches, TTA by ``parts.flip_tta_probs``).
+    Training accuracy against test accuracy is the train/test gap: how much the networks overfit."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     x, y = (ds.x_train, ds.y_train) if split == "train" else (ds.x_test, ds.y_test)
@@ -833,7 +855,8 @@ def split_accuracy(result: Result, ds: Dataset, split: str = "train") -> float:
     mean, std = input_stats(recipe, ds.x_train)
     models = result.models if recipe.ensemble else result.models[:1]
     probs = predict_probs(models, normalize(x, mean, std), tta=recipe.tta, views=recipe.tta_views,
-                          ctx=fast_context(device, recipe), memory_format=_memory_format(device, recipe))
+                          flip_tta_probs=parts.flip_tta_probs, ctx=fast_context(device, recipe),
+                          memory_format=_memory_format(device, recipe))
     return float(accuracy(probs, y))
 
 
@@ -844,13 +867,15 @@ def smoothed_loss_floor(smoothing: float, num_classes: int) -> float:
     return -(a * math.log(a) + ((num_classes - 1) * b * math.log(b) if b > 0 else 0.0))
 
 
-def train_recipe(recipe: Recipe, ds: Dataset, seed: int = 0, *, eval_each_epoch: bool = False) -> Result:
+def train_recipe(recipe: Recipe, ds: Dataset, seed: int = 0, *, eval_each_epoch: bool = False,
+                 parts: Parts = REFERENCE_PARTS) -> Result:
     """Train ``recipe.n_members`` networks on ``ds`` (seeds ``seed, seed + 1000, ...``) and test them.
 
     The statistics (mean/std) come from the training split only; with ``whiten`` off the inputs are
     raw pixels. ``eval_each_epoch`` adds each member's test accuracy after every epoch to the history
     (outside the timed loop), which :func:`time_to_accuracy` reads. A member whose loss is not finite at
     an epoch's end ends the run there: ``Result.diverged`` names the epoch and no further member is trained.
+    ``parts`` (:class:`Parts`): the augmentation, whitening and TTA functions used, this module's by default.
     """
     started = time.perf_counter()
     mean, std = input_stats(recipe, ds.x_train)
@@ -859,11 +884,12 @@ def train_recipe(recipe: Recipe, ds: Dataset, seed: int = 0, *, eval_each_epoch:
     runs = []
     with _cudnn_benchmark(ds.x_train.device):
         for k in range(recipe.n_members):
-            runs.append(train_member(recipe, ds, seed + 1000 * k, mean=mean, std=std, eval_each_epoch=eval_each_epoch))
+            runs.append(train_member(recipe, ds, seed + 1000 * k, mean=mean, std=std, eval_each_epoch=eval_each_epoch,
+                                     parts=parts))
             if runs[-1]["diverged"] is not None:
                 break
     models = [r["model"] for r in runs]
-    evaluations = evaluate_members(models, x_test, ds.y_test, recipe)
+    evaluations = evaluate_members(models, x_test, ds.y_test, recipe, parts)
     return Result(recipe, seed, evaluations[recipe.tta, recipe.ensemble], evaluations,
                   sum(r["train_seconds"] for r in runs), sum(r["compile_seconds"] for r in runs),
                   stats_s + sum(r["prep_seconds"] for r in runs),
@@ -883,7 +909,7 @@ def time_to_accuracy(history: list[dict], target: float) -> float:
 
 
 def ablation(recipe: Recipe, ds: Dataset, seeds, tricks=TRICKS, *, candidates=(), baseline: dict | None = None,
-             progress=None) -> pd.DataFrame:
+             progress=None, parts: Parts = REFERENCE_PARTS) -> pd.DataFrame:
     """Remove one trick at a time from ``recipe``, then switch on one candidate at a time; one row per
     (removed or added trick, seed), tidy.
 
@@ -894,14 +920,14 @@ def ablation(recipe: Recipe, ds: Dataset, seeds, tricks=TRICKS, *, candidates=()
     default) add rows ``"added <name>"``: ``recipe.but(**CANDIDATES[name])`` retrained, or for the eval-only
     ``multiview_tta`` the full recipe's networks evaluated with its views. ``baseline`` maps seeds to
     :class:`Result` s of ``recipe`` already trained on ``ds`` (they are reused); ``progress(row)`` is called
-    after each row.
+    after each row. Every run trains and evaluates with ``parts`` (:class:`Parts`).
     """
     unknown = [c for c in candidates if c not in CANDIDATES]
     if unknown:
         raise ValueError(f"unknown candidate(s) {unknown}; choose from {', '.join(CANDIDATES)}")
     rows, baseline = [], dict(baseline or {})
     for seed in seeds:
-        full = baseline[seed] if seed in baseline else train_recipe(recipe, ds, seed)
+        full = baseline[seed] if seed in baseline else train_recipe(recipe, ds, seed, parts=parts)
         if full.recipe != recipe:
             raise ValueError(f"the baseline for seed {seed} was trained with a different recipe")
         rows.append(_row(FULL, full, full.accuracy, full.train_seconds))
@@ -911,25 +937,25 @@ def ablation(recipe: Recipe, ds: Dataset, seeds, tricks=TRICKS, *, candidates=()
                 share = full.train_seconds / recipe.n_members if trick == "ensemble" else full.train_seconds
                 rows.append(_row(trick, full, full.evaluations[key], share))
             else:
-                r = train_recipe(recipe.without(trick), ds, seed)
+                r = train_recipe(recipe.without(trick), ds, seed, parts=parts)
                 rows.append(_row(trick, r, r.accuracy, r.train_seconds))
             if progress is not None:
                 progress(rows[-1])
         for name in candidates:
-            rows.append(_candidate_row(name, full, ds))
+            rows.append(_candidate_row(name, full, ds, parts))
             if progress is not None:
                 progress(rows[-1])
     return pd.DataFrame(rows)
 
 
-def _candidate_row(name: str, full: Result, ds: Dataset) -> dict:
+def _candidate_row(name: str, full: Result, ds: Dataset, parts: Parts = REFERENCE_PARTS) -> dict:
     """The ablation row of candidate ``name`` switched on in ``full.recipe`` (:data:`CANDIDATES`): retrained
     with the same seed, or (:data:`EVAL_CANDIDATES`) ``full``'s own networks evaluated with it."""
     recipe = full.recipe.but(**CANDIDATES[name])
     if name in EVAL_CANDIDATES:
-        acc = split_accuracy(replace(full, recipe=recipe), ds, "test")
+        acc = split_accuracy(replace(full, recipe=recipe), ds, "test", parts)
         return _row(ADDED + name, full, acc, full.train_seconds)
-    r = train_recipe(recipe, ds, full.seed)
+    r = train_recipe(recipe, ds, full.seed, parts=parts)
     return _row(ADDED + name, r, r.accuracy, r.train_seconds)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -651,9 +652,10 @@ def test_verdicts_of_added_tricks_read_the_other_way():
 
 
 def test_internal_paths_match_the_references_they_replace():
-    """The training pipeline calls no exercise's reference (left out of the student release, as are chapter 01's
-    crop/hflip, 02's and 10's whitening and 04's warm-up cosine) and not 03's init_module_ either: its own
-    flip-and-shift, whitening stem, initialization and schedule give the same numbers, bit for bit."""
+    """The default pieces compute what they did when the pipeline had unmarked copies of them: augment_batch's
+    gathers are chapter 01's hflip then crop, normalized, bit for bit; the initialization is 03's init_module_;
+    the schedule, read off torch's LinearLR → CosineAnnealingLR, is 04's warm-up cosine within 1e-6 relative
+    and equal as the float32 rates the optimizer applies (so training is unchanged, bit for bit, on a CPU)."""
     from course_lib import augment, init
 
     g = torch.Generator().manual_seed(0)
@@ -661,20 +663,87 @@ def test_internal_paths_match_the_references_they_replace():
     flip = torch.rand(40, generator=g) < 0.5
     top, left = torch.randint(0, 7, (40,), generator=g), torch.randint(0, 7, (40,), generator=g)
     mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
-    assert torch.equal(C.normalize(C._flip_shift(x, flip, top, left, 3), mean, std),
-                       C.augment_batch(x, flip, top, left, mean, std, 3))
-    assert torch.equal(C._flip_shift(x, flip, top, left, 3), augment.crop(augment.hflip(x, flip), top, left, (9, 7), 3))
-    for size, eps in [(3, 5e-4), (2, 1e-2)]:
-        want, got = C.whitening_filters(x, size, eps), C._whitening_stem(x, size, eps)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert torch.equal(C.augment_batch(x, flip, top, left, mean, std, 3),
+                       C.normalize(augment.crop(augment.hflip(x, flip), top, left, (9, 7), 3), mean, std))
     recipe = C.Recipe()
     for he in (True, False):
         a, b = C.CapstoneNet(1, 10, recipe), C.CapstoneNet(1, 10, recipe)
         init.init_module_(a, "kaiming_normal" if he else "small", generator=torch.Generator().manual_seed(3))
         C._init_weights(b, he, torch.Generator().manual_seed(3))
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
-    for steps in (1, 7, 100):
-        assert C.lr_schedule(recipe, steps) == [recipe.lr * schedules.warmup_cosine_factor(t, int(recipe.warmup * steps), steps,
-                                                                                            start_factor=0.1) for t in range(steps)]
+    for warmup in (0.0, 0.2, 0.5):
+        for steps in (1, 2, 7, 100, 1170):
+            r = recipe.but(warmup=warmup)
+            got = C.lr_schedule(r, steps)
+            want = [r.lr * schedules.warmup_cosine_factor(t, int(r.warmup * steps), steps, start_factor=0.1) for t in range(steps)]
+            assert len(got) == steps and all(isinstance(v, float) for v in got)
+            assert got == pytest.approx(want, rel=1e-6, abs=0)
+            assert torch.equal(torch.tensor(got, dtype=torch.float32), torch.tensor(want, dtype=torch.float32))
     logits = torch.randn(2, 3, 5, 4, generator=g)
     assert torch.allclose(logits.flatten(0, 1).softmax(-1).mean(0), ensemble.average_probs(logits.flatten(0, 1)))
+
+
+def test_build_net_stem_is_the_given_whitening_filters(digits):
+    """build_net copies whitening_filters of the normalized sample into the stem, bit for bit: this module's by
+    default, or the function it is given."""
+    mean, std = C.channel_stats(digits.x_train)
+    sample = C.normalize(digits.x_train[:TINY.whiten_images], mean, std)
+    net = C.build_net(TINY, digits.x_train, 10, mean=mean, std=std)
+    weight, bias = C.whitening_filters(sample, TINY.patch_size, TINY.whiten_eps)
+    assert torch.equal(net.stem.weight, weight) and torch.equal(net.stem.bias, bias)
+    calls = []
+    mine = lambda images, size, eps: calls.append((images, size, eps)) or (-weight, -bias)  # noqa: E731
+    other = C.build_net(TINY, digits.x_train, 10, mean=mean, std=std, whitening_filters=mine)
+    assert len(calls) == 1 and torch.equal(calls[0][0], sample) and calls[0][1:] == (TINY.patch_size, TINY.whiten_eps)
+    assert torch.equal(other.stem.weight, -weight) and torch.equal(other.stem.bias, -bias)
+
+
+def _spy(fn, calls, name):
+    """``fn``, counting its calls in ``calls[name]``."""
+    def spy(*args):
+        calls[name] = calls.get(name, 0) + 1
+        return fn(*args)
+    return spy
+
+
+def test_the_pipeline_runs_on_the_parts_it_is_given(digits):
+    """train_recipe, split_accuracy and ablation call the given Parts, never the references in their place: spies
+    around the references are called and give the default run bit for bit; a blank part's error comes through."""
+    recipe = TINY.but(epochs=1, tta_views=3)
+    calls = {}
+    spies = C.Parts(**{name: _spy(getattr(C.REFERENCE_PARTS, name), calls, name)
+                       for name in ("augment_batch", "whitening_filters", "flip_tta_probs")})
+    spied = C.train_recipe(recipe, digits, seed=0, parts=spies, eval_each_epoch=True)
+    assert calls["augment_batch"] >= recipe.n_members and calls["whitening_filters"] == recipe.n_members
+    assert calls["flip_tta_probs"] >= recipe.n_members
+    default = C.train_recipe(recipe, digits, seed=0, eval_each_epoch=True)
+    assert spied.accuracy == default.accuracy and spied.evaluations == default.evaluations
+    assert [h["train_loss"] for h in spied.history] == [h["train_loss"] for h in default.history]
+    assert all(torch.equal(p, q) for a, b in zip(spied.models, default.models)
+               for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    before = calls["flip_tta_probs"]
+    assert C.split_accuracy(spied, digits, "test", spies) == pytest.approx(spied.accuracy, abs=1e-6)
+    assert calls["flip_tta_probs"] > before
+
+    def blank(*args):
+        raise NotImplementedError("not written yet: a student's blank function")
+    for name in ("augment_batch", "whitening_filters", "flip_tta_probs"):
+        with pytest.raises(NotImplementedError, match="not written yet"):
+            C.train_recipe(recipe, digits, seed=0, parts=replace(C.REFERENCE_PARTS, **{name: blank}))
+    calls.clear()
+    frame = C.ablation(recipe, digits, seeds=[0], tricks=("augment", "tta"), candidates=("multiview_tta",), parts=spies)
+    assert len(frame) == 4 and set(calls) == {"augment_batch", "whitening_filters", "flip_tta_probs"}
+
+
+def test_member_probs_pairs_views_through_flip_tta_probs(device):
+    """An odd number of views: the pairs through flip_tta_probs, the last view alone, the mean of all views."""
+    models = [_small_model(s).to(device) for s in (3, 4)]
+    x = torch.randn(7, 1, 6, 6, device=device)
+    views = C.tta_view_images(x, 3)
+    got = C.member_probs(models, x, views=3, batch_size=4)
+    assert got.shape == (2, 7, 5) and all(m.training for m in models), "each model's mode is restored"
+    with torch.no_grad():
+        expected = torch.stack([torch.stack([m.eval()(v).softmax(1) for v in views]).mean(0) for m in models])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    halves = C.member_probs(models, x, lambda m, v: torch.full((len(v), 5), 0.5, device=device), views=2)
+    assert torch.equal(halves, torch.full((2, 7, 5), 0.5, device=device)), "the given function's pairs, not the reference's"
