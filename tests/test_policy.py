@@ -251,6 +251,7 @@ def test_the_instructor_side_never_imports_torch():
      "course_lib.init.fans"),
     ("import functools\ndef fans(w):\n    return functools.reduce(getattr, ['fans'], init)(w)", "course_lib.init.fans"),
     ("import operator\ndef fans(w):\n    return operator.methodcaller('softmax', 0)(w).shape", "softmax"),
+    ("import operator\ndef fans(w):\n    return operator.methodcaller('fans', w)(init)", "course_lib.init.fans"),
     ("def fans(w):\n    return torch.optim.sgd._single_tensor_sgd(w)", "torch.optim.sgd._single_tensor_sgd"),
 ])
 def test_names_resolve_through_values_not_spellings(answer, what):

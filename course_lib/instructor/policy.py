@@ -305,6 +305,11 @@ def _names_used(tree: ast.AST, alias: dict):
         elif (isinstance(node, ast.Call) and node.args and _constant_str(node.args[0])
               and (_dotted(node.func, alias) or "").endswith("methodcaller")):
             yield "." + node.args[0].value, node.lineno  # operator.methodcaller("cov")(x) is x.cov()
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Call) and node.args and node.func.args
+                and _constant_str(node.func.args[0]) and (_dotted(node.func.func, alias) or "").endswith("methodcaller")):
+            target = _dotted(node.args[0], alias)  # operator.methodcaller("freeze", m)(finetune) is finetune.freeze(m)
+            if target:
+                yield f"{target}.{node.func.args[0].value}", node.lineno
         if _getter(node, alias) and not (isinstance(node.func, ast.Name) and node.func.id == "getattr"):
             d = _dotted(node, alias)  # attrgetter(...)(x), reduce(getattr, [...], x): plain getattr is above
             if d:
