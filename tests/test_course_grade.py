@@ -7,7 +7,12 @@ Per chapter, in its own copy of the course, four submissions:
 - ``blank``: the released notebooks, which must get 0;
 - ``shortcut``: the instructor's answers except one exercise answered by its first declared shortcut (a call
   of the reference), which must lose that exercise's points, with the policy's reason (exercises that call
-  the shortcut's function may lose theirs too, through the in-kernel guard), and keep others.
+  the shortcut's function may lose theirs too, through the in-kernel guard), and keep others;
+- ``ran-<i>`` (chapters whose policies list ``ran_shortcuts``): the instructor's answers with every such exercise
+  answered by its i-th runtime shortcut, an indirection that the names do not show (``torch.functional.torch``,
+  a module that re-exports ``torch.nn.init``, a computed method name, pandas' crosstab under its own module).
+  Each must lose the points of its tests that run the student's function under ``call_without_reference``,
+  with the reason that a forbidden operation ran (``forbid_ran``), while the solution keeps full marks.
 """
 from __future__ import annotations
 
@@ -54,6 +59,11 @@ def _shortcut(chapter: str):
     return None
 
 
+def _ran_shortcuts(chapter: str) -> dict[str, list[str]]:
+    """The runtime shortcuts of the chapter's exercises (grade_id -> sources)."""
+    return {gid: ex.ran_shortcuts for gid, ex in policy.load(ROOT / "policies" / chapter).items() if ex.ran_shortcuts}
+
+
 def _grade_chapter(root: Path, chapter: str) -> dict:
     from nbgrader.api import Gradebook
 
@@ -73,6 +83,12 @@ def _grade_chapter(root: Path, chapter: str) -> dict:
         if shortcut and shortcut[0] == release.name:
             answers[shortcut[1]] = shortcut[3]
         subs["shortcut"] = build.fill(blank, answers)
+        ran = _ran_shortcuts(chapter)
+        for i in range(max((len(v) for v in ran.values()), default=0)):
+            answers = _answers(chapter, release.name, "solution")
+            replaced = {gid: codes[i] for gid, codes in ran.items() if i < len(codes) and gid in answers}
+            if replaced:
+                subs[f"ran-{i}"] = build.fill(blank, {**answers, **replaced})
         for student, nb in subs.items():
             dest = root / "build" / "submitted" / student / chapter
             dest.mkdir(parents=True, exist_ok=True)
@@ -82,7 +98,32 @@ def _grade_chapter(root: Path, chapter: str) -> dict:
     with Gradebook(f"sqlite:///{root / 'build' / 'gradebook.db'}") as gb:
         cells = {s.student_id: {g.name: (g.score, g.max_score) for nb in s.notebooks for g in nb.grades}
                  for s in gb.assignment_submissions(chapter)}
-    return {"cells": cells, "shortcut": shortcut, "output": proc.stdout[-4000:] + proc.stderr[-2000:]}
+    return {"cells": cells, "shortcut": shortcut, "output": proc.stdout[-4000:] + proc.stderr[-2000:],
+            "errors": _grading_errors(root / "build" / "autograded", chapter)}
+
+
+def _ran_checked(chapter: str) -> set[str]:
+    """The graded cells of a chapter that call ``call_without_reference`` (they report what ran)."""
+    out = set()
+    for path in (ROOT / "solutions" / chapter).glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade") and "call_without_reference" in cell.source:
+                out.add(meta["grade_id"])
+    return out
+
+
+def _grading_errors(folder: Path, chapter: str) -> dict:
+    """student -> graded cell -> the GradingError the verdict gave it (the autograded notebooks)."""
+    out = {}
+    for path in sorted(folder.glob(f"*/{chapter}/*.ipynb")):
+        student = path.parts[-3]
+        for cell in nbformat.read(path, as_version=4).cells:
+            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "error" and o.get("ename") == "GradingError":
+                    out.setdefault(student, {})[gid] = o.get("evalue", "")
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +154,24 @@ def test_a_shortcut_loses_its_exercise_with_the_reason(chapters, chapter):
     kept = [k for k, v in cells.items() if k not in tests and v[0] == v[1] > 0]
     assert kept, f"{chapter}: the shortcut for {gid} cost every other exercise too: {cells}"
     assert "forbidden" in got["output"] and gid in got["output"], got["output"]
+
+
+RAN_CHAPTERS = [c for c in CHAPTERS if _ran_shortcuts(c)]
+
+
+@pytest.mark.parametrize("chapter", RAN_CHAPTERS)
+def test_runtime_shortcuts_lose_their_checked_tests_with_what_ran(chapters, chapter):
+    """Each runtime shortcut passes the static policy (tests/test_ran.py) and scores 0 on every test that
+    runs it under call_without_reference, with the reason naming what ran."""
+    got = chapters[chapter]
+    exercises = policy.load(ROOT / "policies" / chapter)
+    for gid, codes in _ran_shortcuts(chapter).items():
+        for i in range(len(codes)):
+            student = f"ran-{i}"
+            assert student in got["cells"], got["output"]
+            cells, errors = got["cells"][student], got["errors"].get(student, {})
+            checked = [t for t in exercises[gid].tests if t in _ran_checked(chapter)]
+            assert checked, f"{chapter}: {gid} declares ran_shortcuts but none of its tests call call_without_reference"
+            for test in checked:
+                assert cells[test][0] == 0, (gid, i, test, cells[test], got["output"])
+                assert "which this exercise forbids" in errors.get(test, ""), (gid, i, test, errors, got["output"])

@@ -10,7 +10,8 @@
 
 While ``course grade`` grades a submission (``COURSE_GRADING_REPORT=1`` in the kernel), every check
 also reports what the student's code returned (:mod:`course_lib.grading.report`), and the grader
-compares it, outside the kernel, with the value the instructor's solution produced. The comparison
+compares it, outside the kernel, with the value the instructor's solution produced, and
+:func:`call_without_reference` reports what ran while the student's function ran. The comparison
 in the kernel stays: it gives the student the message, in JupyterLab's Validate too.
 """
 from __future__ import annotations
@@ -145,11 +146,24 @@ def call_without_reference(student_fn: Callable, references: Iterable[Callable],
     Returns the student's result. Fails with a clear message if the student's function called one of
     the references instead of implementing the computation itself. Compute the expected value with
     the reference *before* calling this.
+
+    While ``course grade`` runs, the call also reports what ran inside it (torch's operators and the
+    library functions, :mod:`course_lib.grading.ran`), for the grader to compare with the exercise's
+    ``forbid_ran`` policy; outside grading nothing is recorded.
     """
     references = list(references)
     try:
         with _disabled(references):
-            return student_fn(*args, **kwargs)
+            if not report.enabled():
+                return student_fn(*args, **kwargs)
+            from .ran import Recorder
+
+            recorder = Recorder()
+            try:
+                with recorder:
+                    return student_fn(*args, **kwargs)
+            finally:  # a function that raises reports what ran too: the trusted run's checks expect the report
+                report.ran(getattr(student_fn, "__name__", "your function"), recorder.names, recorder.intact)
     except RuntimeError as err:
         if _TRIPWIRE_MARK in str(err):
             names = ", ".join(f"{r.__module__}.{r.__qualname__}" for r in references)

@@ -9,7 +9,10 @@ reported as unreadable, and fails. Outside grading nothing is reported.
 
 Payload: ``{"kind": "close", "name", "rtol", "atol", "actual", "expected"}`` with each value as
 ``{"shape", "data"}`` (float64, little-endian, zlib, base64) or ``{"error": why}``; or
-``{"kind": "raises", "name", "raised": bool}``.
+``{"kind": "raises", "name", "raised": bool}``; or, after each
+:func:`course_lib.grading.call_without_reference`, ``{"kind": "ran", "name": RAN, "function", "names": [...],
+"intact": bool}``: the operators and library functions that ran in the student's function
+(:mod:`course_lib.grading.ran`), and whether the recorder stayed in place.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 MIME = "application/vnd.course-lib.check+json"
 MAX_ELEMENTS = 32 * 1024 ** 2  # a reported value larger than this (256 MB of float64) is refused
 ENV = "COURSE_GRADING_REPORT"
+RAN = "what ran in the graded function"  # the name of every "ran" report (the function's own name may differ)
 _PLAIN = (bool, int, float)
 
 
@@ -86,3 +90,9 @@ def close(name: str, actual, expected, *, rtol: float, atol: float) -> None:
 def raised(name: str, did_raise: bool) -> None:
     """Report one ``assert_raises`` check."""
     _publish({"kind": "raises", "name": str(name), "raised": bool(did_raise)})
+
+
+def ran(function: str, names, intact: bool) -> None:
+    """Report what ran in one :func:`course_lib.grading.call_without_reference` call."""
+    _publish({"kind": "ran", "name": RAN, "function": str(function), "names": sorted(str(n) for n in names),
+              "intact": bool(intact)})

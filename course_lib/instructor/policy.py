@@ -9,6 +9,9 @@ assignment may not use)::
     allow: []                   # exceptions to the forbid patterns (globs)
     self_checks: []             # names of checks whose expected value comes from the student's own run
     shortcuts: ["def fans(weight):\\n    return init.fans(weight)\\n"]   # the obvious cheats, for the tests
+    forbid_ran: [torch.nn.init._calculate_fan_in_and_fan_out, "aten.elu*"]  # what may not run (globs)
+    allow_ran: []               # exceptions to the forbid_ran patterns
+    ran_shortcuts: []           # cheats that only forbid_ran catches (the names do not show them), for the tests
 
 :func:`check` reads every student-written code cell of a submission with :mod:`ast` (no code runs) and
 returns :class:`Finding` s of three kinds:
@@ -43,7 +46,7 @@ from pathlib import Path
 
 import yaml
 
-POLICY_KEYS = {"tests", "forbid", "allow", "self_checks", "shortcuts", "why"}
+POLICY_KEYS = {"tests", "forbid", "allow", "self_checks", "shortcuts", "why", "forbid_ran", "allow_ran", "ran_shortcuts"}
 # Imports and names that give access to the interpreter, the kernel or the grader.
 TAMPER_MODULES = ("IPython", "ipykernel", "builtins", "importlib", "ctypes", "gc", "inspect", "signal",
                   "threading", "_thread", "multiprocessing", "concurrent", "atexit", "faulthandler", "marshal",
@@ -72,6 +75,13 @@ SAFE_MAGICS = {"matplotlib", "time", "timeit", "capture", "pinfo", "pinfo2", "wh
 _MAGIC = re.compile(r"^\s*(%%?|!)(\w*)")
 
 
+# ``forbid_ran`` is not checked here: it is judged on what ran while the student's function ran under a graded
+# check (:mod:`course_lib.grading.ran`, reported by ``call_without_reference``), by
+# :func:`course_lib.instructor.verdict.compare`. Its globs match torch's operators (``aten.elu``,
+# ``aten.native_batch_norm``) and the qualified names of library functions (``sklearn.metrics.*``,
+# ``torch.nn.init.*``, ``torch.optim.*._single_tensor_*``), whatever route reached them.
+
+
 class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file."""
 
@@ -87,6 +97,9 @@ class Exercise:
     self_checks: list = field(default_factory=list)
     shortcuts: list = field(default_factory=list)
     why: str = ""
+    forbid_ran: list = field(default_factory=list)
+    allow_ran: list = field(default_factory=list)
+    ran_shortcuts: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -134,9 +147,11 @@ def load(folder: Path) -> dict[str, Exercise]:
         if path.name == "_default.yml":
             continue
         data = _read_yaml(path)
-        merged = {k: list(default.get(k, [])) + list(data.get(k, [])) for k in ("forbid", "allow", "self_checks")}
+        merged = {k: list(default.get(k, [])) + list(data.get(k, []))
+                  for k in ("forbid", "allow", "self_checks", "forbid_ran", "allow_ran")}
         out[path.stem] = Exercise(path.stem, list(data.get("tests", [])), shortcuts=list(data.get("shortcuts", [])),
-                                  why=str(data.get("why", "")), **merged)
+                                  why=str(data.get("why", "")), ran_shortcuts=list(data.get("ran_shortcuts", [])),
+                                  **merged)
     return out
 
 

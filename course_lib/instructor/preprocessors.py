@@ -261,6 +261,8 @@ class Verdict(NbGraderPreprocessor):
         self._wait_for_trusted()
         expected = verdict.read_record(Path(self.expected_dir), name)
         self_checks = {t: ex.self_checks for ex in exercises.values() for t in ex.tests}
+        forbid_ran = {t: ex.forbid_ran for ex in exercises.values() for t in ex.tests}
+        allow_ran = {t: ex.allow_ran for ex in exercises.values() for t in ex.tests}
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("grade"):
@@ -270,7 +272,8 @@ class Verdict(NbGraderPreprocessor):
                 raise RuntimeError(f"the trusted record of {name} has no entry for the graded cell {gid}: no verdict")
             got = verdict.reports(cell)
             verdict.strip_reports(cell)
-            reason = zero.get(gid) or verdict.compare(expected.get(gid), got, self_checks.get(gid, ()))
+            reason = zero.get(gid) or verdict.compare(expected.get(gid), got, self_checks.get(gid, ()),
+                                                      forbid_ran.get(gid, ()), allow_ran.get(gid, ()), gid)
             if reason and not any(o.output_type == "error" for o in cell.outputs):
                 cell.outputs.append(NotebookNode(output_type="error", ename="GradingError", evalue=reason,
                                                  traceback=[f"GradingError: {reason}"]))

@@ -11,7 +11,11 @@ assignment. :func:`compare` then decides, in the grader's process:
   ``|actual - expected| <= atol + rtol * |expected|`` (NaN equals NaN); a check that an exercise's
   policy lists in ``self_checks`` compares with the expected value of the student's own run instead
   (its expected value is derived from the student's code, e.g. two draws with one seed);
-- an ``assert_raises`` check must have raised.
+- an ``assert_raises`` check must have raised;
+- a ``ran`` report (what ran while ``call_without_reference`` ran the student's function,
+  :mod:`course_lib.grading.ran`) must come where the trusted run's came, say that the recorder stayed in
+  place, and hold no name that the exercise's ``forbid_ran`` globs match (less ``allow_ran``): a report that
+  is missing, tampered with or unreadable scores 0, like a forbidden operation.
 
 A graded cell whose trusted run reported no check keeps nbgrader's in-kernel verdict only.
 
@@ -56,6 +60,8 @@ def trusted_checks(payloads: list[dict]) -> list[dict]:
         entry = {"kind": p.get("kind"), "name": p.get("name")}
         if p.get("kind") == "close":
             entry.update(rtol=p["rtol"], atol=p["atol"], expected=p["expected"])
+        elif p.get("kind") == "ran":
+            pass  # what the solution ran is not compared: the policy's forbid_ran is
         else:
             entry["raised"] = p.get("raised")
         keep.append(entry)
@@ -90,8 +96,38 @@ def _close(trusted: dict, got: dict, own_expected: bool) -> str | None:
     return None if ok.all() else _describe(actual, want, ok, trusted["rtol"], trusted["atol"], name)
 
 
-def compare(trusted: list[dict] | None, got: list[dict], self_checks=()) -> str | None:
-    """``None`` if the student's reports pass the trusted checks, else the first reason they do not."""
+def forbidden_ran(names, forbid_ran=(), allow_ran=()) -> list[str]:
+    """The names that ``forbid_ran`` matches and ``allow_ran`` does not (globs), the shortest first (an
+    operator or an entry point before the library's internals)."""
+    return sorted((n for n in names if any(fnmatch.fnmatchcase(n, p) for p in forbid_ran)
+                   and not any(fnmatch.fnmatchcase(n, p) for p in allow_ran)), key=lambda n: (n.count("."), len(n), n))
+
+
+def _ran(got: dict, forbid_ran, allow_ran, test: str) -> str | None:
+    """The reason a ``ran`` report fails, or None."""
+    function, names = got.get("function"), got.get("names")
+    if not isinstance(function, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"{test}: the report of what ran in your function is unreadable (a check that cannot see what ran scores 0)"
+    if got.get("intact") is not True:
+        from course_lib.grading.ran import tampered
+
+        how = ", ".join(tampered(names)[:5]) or "the recorder was removed"
+        return (f"while {test} ran your {function}, the recording of what ran was turned off or bypassed ({how}): "
+                "a check that cannot see what ran scores 0")
+    bad = forbidden_ran(names, forbid_ran, allow_ran)
+    if bad:
+        more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
+        return (f"while {test} ran your {function}, {', '.join(bad[:6])}{more} ran, which this exercise forbids "
+                "(a library computed the answer, whatever name reached it): write the computation yourself")
+    return None
+
+
+def compare(trusted: list[dict] | None, got: list[dict], self_checks=(), forbid_ran=(), allow_ran=(),
+            test: str = "the test") -> str | None:
+    """``None`` if the student's reports pass the trusted checks, else the first reason they do not.
+
+    ``forbid_ran`` / ``allow_ran``: the exercise's globs over what ran (``ran`` reports); ``test`` names
+    the graded cell in the reason."""
     if not trusted:
         return None
     if len(got) < len(trusted):
@@ -105,6 +141,10 @@ def compare(trusted: list[dict] | None, got: list[dict], self_checks=()) -> str 
             return f"the check {t['name']!r} ran differently (got {g.get('name') if isinstance(g, dict) else g!r})"
         if t["kind"] == "close":
             problem = _close(t, g, any(fnmatch.fnmatchcase(t["name"], p) for p in self_checks))
+            if problem:
+                return problem
+        elif t["kind"] == "ran":
+            problem = _ran(g, forbid_ran, allow_ran, test)
             if problem:
                 return problem
         elif g.get("raised") is not True or t.get("raised") is not True:
