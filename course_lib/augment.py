@@ -19,6 +19,13 @@ Randomness is kept apart from computation, as in ``torchvision.transforms.v2``:
   by the same functional core; ``compiled=True`` runs that core through ``torch.compile(fullgraph=True)``,
   which fuses it into a few kernels (on a GPU the pipeline is then bound by memory bandwidth).
 
+Every function that computes an exercise's formula, helpers included, is a ``@reference`` of chapter 01, left
+out of the student release; so are the transforms by default. :class:`RandomHFlip`, :class:`RandomCrop`,
+:class:`HSVJitter` and :class:`FancyPCA` take the functions that apply (and draw) as arguments
+(``RandomCrop(28, padding=3, crop=crop)``, ``HSVJitter(adjust=adjust_hsv, draw=hsv_params)``,
+``FancyPCA.fit(x, fit=fit_fancy_pca, shift=fancy_pca)``), so that chapter 01's notebook runs them with the
+student's own functions.
+
 Sources: the seeds 000, 002 and 003 ("data augmentation": flips, random crops, rotation with scaling,
 noise, the HSV recipe, fancy PCA); Krizhevsky, Sutskever & Hinton (2012), "ImageNet Classification
 with Deep Convolutional Neural Networks", section 4.1 (fancy PCA); Szegedy et al. (2015), "Going
@@ -127,6 +134,7 @@ def hflip(images: Tensor, mask) -> Tensor:
     return images.gather(3, cols[:, None, None, :].expand(images.shape))
 
 
+@reference("01_augmentation", "crop")
 def _window_index(top: Tensor, left: Tensor, height: int, width: int, row_len: int, flip=None) -> Tensor:
     """Flat indices ``(top + i) * row_len + (left + j)`` of each sample's window, shape ``(N, h*w)``.
 
@@ -152,12 +160,6 @@ def crop(images: Tensor, top, left, size, padding: int = 0, *, check: bool = Tru
     ``crop(x, ..., flip=m) == crop(hflip(x, m), ...)`` (zero padding is symmetric, so mirroring the padded
     image is padding the mirrored one).
     """
-    return _crop_at(images, top, left, size, padding, check=check, flip=flip)
-
-
-def _crop_at(images: Tensor, top, left, size, padding: int = 0, *, check: bool = True, flip=None) -> Tensor:
-    """The library's windowed gather behind :class:`RandomCrop`, :class:`BatchPipeline` (and :func:`crop`):
-    zero-pad, mirror the samples selected by ``flip``, cut each sample's window, in one ``torch.gather``."""
     _check_images(images)
     n, c, _, _ = images.shape
     h, w = _pair(size)
@@ -271,6 +273,7 @@ def rgb_to_hsv(images: Tensor) -> Tensor:
     return torch.stack([_hue(r, g, b, v, c), s, v], 1)
 
 
+@reference("01_augmentation", "rgb_to_hsv")
 def _hue(r: Tensor, g: Tensor, b: Tensor, v: Tensor, c: Tensor) -> Tensor:
     """Hue in [0, 1) from the planes R, G, B, their max V and their range C (see :func:`rgb_to_hsv`)."""
     not_r = v != r
@@ -283,6 +286,7 @@ def _hue(r: Tensor, g: Tensor, b: Tensor, v: Tensor, c: Tensor) -> Tensor:
     return h.add_(h < 0)  # (G - B)/C < 0 wraps around to the end of the turn
 
 
+@reference("01_augmentation", "hsv_to_rgb")
 def _hsv_channels(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     """RGB from H, S, V planes ``(N, H, W)``, H in [0, 1): channel ``n ∈ (5, 3, 1)`` is
     ``V - V·S·clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6H) mod 6`` (the six hue sectors, branch-free)."""
@@ -301,6 +305,7 @@ def hsv_to_rgb(images: Tensor) -> Tensor:
     return _hsv_channels(h.remainder(1.0), s, v)
 
 
+@reference("01_augmentation", "adjust_hsv")
 def _jitter(x: Tensor, power: Tensor, mul: Tensor, add: Tensor) -> Tensor:
     """``clamp(x^power · mul + add, 0, 1)`` with per-sample factors of shape ``(N,)`` or ``()``.
 
@@ -319,13 +324,9 @@ def adjust_hsv(images: Tensor, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add) 
     ``S' = clamp(S^s_pow · s_mul + s_add, 0, 1)``, ``V' = clamp(V^v_pow · v_mul + v_add, 0, 1)`` and
     ``H' = (H + h_add) mod 1``. Powers must be positive. Seed 000 draws the powers from [0.25, 4], the
     factors from [0.7, 1.4], the offsets from [-0.1, 0.1] and the hue shift from [-0.1, 0.1]
-    (see :class:`HSVJitter`).
+    (see :class:`HSVJitter`). Fused: the hue (:func:`_hue`) and the jitter of S and V (:func:`_jitter`) are
+    computed from R, G, B without building the HSV image.
     """
-    return _adjust_hsv(images, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add)
-
-
-def _adjust_hsv(images: Tensor, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add) -> Tensor:
-    """The HSV recipe as :class:`HSVJitter` and :class:`BatchPipeline` apply it (the fused kernels above)."""
     _check_images(images, 3)
     r, g, b = images.unbind(1)
     v = torch.maximum(torch.maximum(r, g), b)
@@ -366,28 +367,12 @@ def fancy_pca(images: Tensor, eigvals: Tensor, eigvecs: Tensor, alphas: Tensor) 
     draw each time the image is used). Krizhevsky et al. (2012), section 4.1; seeds 000 and 003.
     The result is not clipped.
     """
-    return _colour_shift(images, eigvals, eigvecs, alphas)
-
-
-def _colour_shift(images: Tensor, eigvals: Tensor, eigvecs: Tensor, alphas: Tensor) -> Tensor:
-    """Fancy PCA's per-image colour shift as :class:`FancyPCA` and :class:`BatchPipeline` apply it."""
     _check_images(images, 3)
     alphas = torch.as_tensor(alphas).to(images.device, images.dtype)
     if alphas.shape != (images.shape[0], 3):
         raise ValueError(f"alphas must have shape ({images.shape[0]}, 3), got {tuple(alphas.shape)}")
     shift = (alphas * eigvals.to(images.device, images.dtype)) @ eigvecs.to(images.device, images.dtype).T
     return images + shift[:, :, None, None]
-
-
-def _pixel_pca(images: Tensor) -> tuple[Tensor, Tensor]:
-    """:meth:`FancyPCA.fit`'s eigen-decomposition of the RGB pixel covariance, by ``torch.cov`` and
-    ``torch.linalg.eigh``: eigenvalues decreasing, eigenvectors as columns with their largest entry positive."""
-    _check_images(images, 3)
-    dtype = torch.float32 if images.device.type == "mps" else torch.float64
-    eigvals, eigvecs = torch.linalg.eigh(torch.cov(images.transpose(0, 1).reshape(3, -1).to(dtype), correction=0))
-    eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)
-    signs = torch.sign(eigvecs.gather(0, eigvecs.abs().argmax(0, keepdim=True)))
-    return eigvals.to(images.dtype), (eigvecs * signs).to(images.dtype)
 
 
 # --------------------------------------------------------------------------------- sampling classes
@@ -419,28 +404,38 @@ class RandomTransform:
 
 
 class RandomHFlip(RandomTransform):
-    """Flip each sample left-right with probability ``p``."""
+    """Flip each sample left-right with probability ``p``.
 
-    def __init__(self, p: float = 0.5, generator=None):
+    ``flip(images, mask)``, if given (your ``hflip``), flips instead of torch's ``flip`` + ``where``; the mask is
+    moved to the batch's device first.
+    """
+
+    def __init__(self, p: float = 0.5, generator=None, flip=None):
         super().__init__(generator)
-        self.p = p
+        self.p, self.flip = p, flip
 
     def sample(self, images):
         n = images.shape[0]
         return {"mask": torch.rand(n, generator=self.generator, device=_draw_device(self.generator, images)) < self.p}
 
     def apply(self, images, mask):
+        if self.flip is not None:
+            return self.flip(images, mask.to(images.device))
         _check_images(images)
         flip = _per_sample(mask, images, dtype=torch.bool).expand(images.shape[0]).reshape(-1, 1, 1, 1)
         return torch.where(flip, images.flip(-1), images)  # torch's flip of the selected samples
 
 
 class RandomCrop(RandomTransform):
-    """Zero-pad by ``padding`` and cut a ``size`` window at a uniformly random position (every position equally likely)."""
+    """Zero-pad by ``padding`` and cut a ``size`` window at a uniformly random position (every position equally likely).
 
-    def __init__(self, size, padding: int = 0, generator=None):
+    The window is cut by ``crop(images, top, left, size, padding)``: course_lib's :func:`crop` by default, or the
+    function given (your ``crop``), which gets ``top`` and ``left`` on the batch's device.
+    """
+
+    def __init__(self, size, padding: int = 0, generator=None, crop=None):
         super().__init__(generator)
-        self.size, self.padding = size, padding
+        self.size, self.padding, self.crop = size, padding, crop
 
     def sample(self, images):
         n, _, h, w = images.shape
@@ -451,7 +446,9 @@ class RandomCrop(RandomTransform):
         return {"top": top, "left": left}
 
     def apply(self, images, top, left):
-        return _crop_at(images, top, left, self.size, self.padding, check=False)
+        if self.crop is not None:
+            return self.crop(images, top.to(images.device), left.to(images.device), self.size, self.padding)
+        return crop(images, top, left, self.size, self.padding, check=False)
 
 
 class RandomResizedCrop(RandomTransform):
@@ -531,14 +528,10 @@ def hsv_params(n: int, per_batch: bool = False, generator: torch.Generator | Non
     ``generator``'s device (on ``device``, the CPU by default, when ``generator`` is ``None``); on the CPU
     that is the same stream as seven calls of ``torch.rand(k)``.
     """
-    return _draw_hsv(n, per_batch, generator, dict(power=power, factor=factor, offset=offset, hue=hue), device)
-
-
-def _draw_hsv(n: int, per_batch: bool, generator, ranges: dict, device=None) -> dict:
-    """The seven HSV factors for ``n`` images from one ``torch.rand((7, k))`` (:class:`HSVJitter`'s draw)."""
     k = 1 if per_batch else n
     dev = generator_device(generator) if generator is not None or device is None else torch.device(device)
     u = torch.rand(7, k, generator=generator, device=dev)
+    ranges = dict(power=power, factor=factor, offset=offset, hue=hue)
     return {key: v.expand(n) for key, v in _hsv_from_uniform(u, ranges).items()}
 
 
@@ -546,6 +539,7 @@ HSV_KEYS = ("s_pow", "v_pow", "s_mul", "v_mul", "s_add", "v_add", "h_add")
 """The factors of :func:`adjust_hsv` in the order :func:`hsv_params` draws them."""
 
 
+@reference("01_augmentation", "hsv_params")
 def _hsv_from_uniform(u: Tensor, ranges: dict) -> dict:
     """The seven HSV factors from uniforms ``u`` of shape ``(7, k)``, rows in :data:`HSV_KEYS` order.
 
@@ -568,37 +562,51 @@ class HSVJitter(RandomTransform):
     a power and its inverse are equally likely), factor in [0.7, 1.4], offset in [-0.1, 0.1], hue shift in
     [-0.1, 0.1]. Every image of a batch gets its own factors; ``per_batch=True`` draws one set of factors
     per call, shared by the whole batch, which the seed also allows.
+
+    The factors are drawn by :func:`hsv_params` and applied by :func:`adjust_hsv` unless other functions are
+    given: ``draw(n, per_batch, generator)`` (your ``hsv_params``, which has the seed's ranges built in, so the
+    ranges cannot be given with it) and ``adjust(images, **factors)`` (your ``adjust_hsv``). What ``draw``
+    returns is moved to the batch's device.
     """
 
     def __init__(self, power=HSV_RANGES["power"], factor=HSV_RANGES["factor"], offset=HSV_RANGES["offset"],
-                 hue=HSV_RANGES["hue"], per_batch: bool = False, generator=None):
+                 hue=HSV_RANGES["hue"], per_batch: bool = False, generator=None, *, adjust=None, draw=None):
         super().__init__(generator)
         self.power, self.factor, self.offset, self.hue = tuple(power), tuple(factor), tuple(offset), tuple(hue)
-        self.per_batch = per_batch
+        if draw is not None and (self.power, self.factor, self.offset, self.hue) != tuple(HSV_RANGES.values()):
+            raise ValueError("HSVJitter: draw() has its own ranges; give either draw or power/factor/offset/hue")
+        self.per_batch, self.adjust, self.draw = per_batch, adjust, draw
 
     def sample(self, images):
-        ranges = dict(power=self.power, factor=self.factor, offset=self.offset, hue=self.hue)
-        return _draw_hsv(images.shape[0], self.per_batch, self.generator, ranges, device=images.device)
+        n = images.shape[0]
+        if self.draw is not None:
+            return {k: v.to(images.device) for k, v in self.draw(n, self.per_batch, self.generator).items()}
+        return hsv_params(n, self.per_batch, self.generator, power=self.power, factor=self.factor,
+                          offset=self.offset, hue=self.hue, device=images.device)
 
     def apply(self, images, **params):
-        return _adjust_hsv(images, **params)
+        return (adjust_hsv if self.adjust is None else self.adjust)(images, **params)
 
 
 class FancyPCA(RandomTransform):
     """Fancy PCA with ``alphas ~ N(0, std)``, a fresh draw per image per call, clipped to [0, 1] if ``clip``.
 
-    Build it from a training set with ``FancyPCA.fit(x_train)`` (Krizhevsky et al. 2012, std 0.1).
+    Build it from a training set with ``FancyPCA.fit(x_train)`` (Krizhevsky et al. 2012, std 0.1). The shift
+    is added by :func:`fancy_pca`, or by ``shift(images, eigvals, eigvecs, alphas)`` if given (your
+    ``fancy_pca``), which gets everything on the batch's device.
     """
 
-    def __init__(self, eigvals: Tensor, eigvecs: Tensor, std: float = 0.1, clip: bool = True, generator=None):
+    def __init__(self, eigvals: Tensor, eigvecs: Tensor, std: float = 0.1, clip: bool = True, generator=None,
+                 *, shift=None):
         super().__init__(generator)
-        self.eigvals, self.eigvecs, self.std, self.clip = eigvals, eigvecs, std, clip
+        self.eigvals, self.eigvecs, self.std, self.clip, self.shift = eigvals, eigvecs, std, clip, shift
         self._cache: dict = {}
 
     @classmethod
-    def fit(cls, images: Tensor, **kwargs) -> "FancyPCA":
-        """A FancyPCA whose eigenvectors are fitted on ``images`` (:func:`fit_fancy_pca`)."""
-        return cls(*_pixel_pca(images), **kwargs)
+    def fit(cls, images: Tensor, *, fit=None, **kwargs) -> "FancyPCA":
+        """A FancyPCA whose eigenvectors are fitted on ``images`` by ``fit`` (:func:`fit_fancy_pca` by default,
+        or yours); ``kwargs`` go to the constructor."""
+        return cls(*(fit_fancy_pca if fit is None else fit)(images), **kwargs)
 
     def sample(self, images):
         n = images.shape[0]
@@ -607,7 +615,8 @@ class FancyPCA(RandomTransform):
 
     def apply(self, images, alphas):
         eigen = _to_cached(self._cache, (self.eigvals, self.eigvecs), images.device, images.dtype)
-        out = _colour_shift(images, *eigen, alphas)
+        alphas = torch.as_tensor(alphas).to(images.device, images.dtype)
+        out = (fancy_pca if self.shift is None else self.shift)(images, *eigen, alphas)
         return out.clamp_(0, 1) if self.clip else out
 
 
@@ -639,11 +648,11 @@ def flip_crop_colour(images: Tensor, mask, top, left, size, padding: int = 0, hs
     ``alphas`` (skipped when ``None``), clamped to [0, 1] if ``clip``. No host synchronisation and no Python
     branch on tensor values, so ``torch.compile(fullgraph=True)`` fuses it (:class:`BatchPipeline`).
     """
-    out = _crop_at(images, top, left, size, padding, check=False, flip=mask)
+    out = crop(images, top, left, size, padding, check=False, flip=mask)
     if hsv is not None:
-        out = _adjust_hsv(out, **hsv)
+        out = adjust_hsv(out, **hsv)
     if eigen is not None:
-        out = _colour_shift(out, *eigen, alphas)
+        out = fancy_pca(out, *eigen, alphas)
         out = out.clamp_(0, 1) if clip else out
     return out
 

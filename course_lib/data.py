@@ -499,19 +499,20 @@ def colourize(images: Tensor, hue, saturation, gain, ambient) -> Tensor:
     """Grey images ``(N, 1, H, W)`` in [0, 1] as colour images ``(N, 3, H, W)``, one colour and light per image.
 
     The grey level ``g`` of a pixel becomes the HSV colour ``(hue_n, saturation_n, g)``, converted to RGB
-    (:func:`course_lib.augment.hsv_to_rgb`), then lit by :func:`relight` with ``gain_n`` and ``ambient_n``:
+    (torchvision's, on the images' device), then lit by :func:`relight` with ``gain_n`` and ``ambient_n``:
     ``clamp(gain_n · hsv_to_rgb(hue_n, saturation_n, g) + ambient_n, 0, 1)``. Black stays black before the
     ambient light, so the background takes the ambient's colour.
     """
-    # augment's private HSV kernel, not the exercise's hsv_to_rgb (left out of the student release); augment does
-    # not import data, and is imported here to keep data's imports light
-    from .augment import _hsv_channels
+    # torchvision's HSV -> RGB (private, but torchvision is pinned to 0.29), not chapter 01's answer
+    # (augment.hsv_to_rgb, left out of the student release); imported here to keep data's imports light
+    from torchvision.transforms.v2.functional._color import _hsv_to_rgb
 
     if images.dim() != 4 or images.shape[1] != 1:
         raise ValueError(f"expected grey images (N, 1, H, W), got {tuple(images.shape)}")
     hsv = torch.cat([_per_image(hue, images).expand_as(images), _per_image(saturation, images).expand_as(images),
                      images], dim=1)
-    return relight(_hsv_channels(hsv[:, 0].remainder(1.0), hsv[:, 1], hsv[:, 2]), gain, ambient)
+    hsv[:, 0].remainder_(1.0)  # torchvision's hue is a fraction of a turn in [0, 1)
+    return relight(_hsv_to_rgb(hsv), gain, ambient)
 
 
 def colour_dataset(ds: Dataset, *, train: Lighting = LIGHTING["train"], test: Lighting = LIGHTING["shifted"],

@@ -458,35 +458,101 @@ def test_samplers_without_a_generator_draw_on_the_batch_device(device):
         assert flat and all(v.device == x.device for v in flat), f"{type(sampler).__name__} drew off the batch's device"
 
 
-def test_the_library_runs_without_the_exercise_answers():
-    """The sampling classes, Compose and BatchPipeline (used by chapter 01 before its exercises, and by the
-    benchmarks) must work in the student release, where every @reference function of augment raises: run them
-    with those functions disabled, and compare with the functional core."""
+# Stand-ins for a student's answers, written with torch and torchvision only (none calls course_lib).
+
+def _my_hflip(images, mask):
+    return torch.where(mask.reshape(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def _my_crop(images, top, left, size, padding=0):
+    return torch.stack([TF.crop(TF.pad(x, [padding]), int(t), int(le), size, size)
+                        for x, t, le in zip(images, top, left)])
+
+
+def _my_adjust_hsv(images, s_pow, s_mul, s_add, v_pow, v_mul, v_add, h_add):
+    from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+    per = lambda t: t.to(images.device, images.dtype).reshape(-1, 1, 1)  # noqa: E731
+    h, s, v = _rgb_to_hsv(images).unbind(1)
+    s = (s ** per(s_pow) * per(s_mul) + per(s_add)).clamp(0, 1)
+    v = (v ** per(v_pow) * per(v_mul) + per(v_add)).clamp(0, 1)
+    return _hsv_to_rgb(torch.stack([(h + per(h_add)) % 1.0, s, v], 1))
+
+
+def _my_hsv_params(n, per_batch, generator):
+    """Seven calls of torch.rand(k) in HSV_KEYS order: the same stream as hsv_params' torch.rand((7, k))."""
+    k = 1 if per_batch else n
+    lows = dict(s_pow=math.log(0.25), v_pow=math.log(0.25), s_mul=0.7, v_mul=0.7, s_add=-0.1, v_add=-0.1, h_add=-0.1)
+    highs = dict(s_pow=math.log(4), v_pow=math.log(4), s_mul=1.4, v_mul=1.4, s_add=0.1, v_add=0.1, h_add=0.1)
+    p = {key: lows[key] + (highs[key] - lows[key]) * torch.rand(k, generator=generator) for key in A.HSV_KEYS}
+    p["s_pow"], p["v_pow"] = p["s_pow"].exp(), p["v_pow"].exp()
+    return {key: v.expand(n) for key, v in p.items()}
+
+
+def _my_fit_fancy_pca(images):
+    vals, vecs = np.linalg.eigh(np.cov(images.transpose(0, 1).reshape(3, -1).double().numpy(), bias=True))
+    vecs = vecs * np.sign(vecs[np.abs(vecs).argmax(0), range(3)])  # each column's largest entry positive
+    return (torch.as_tensor(vals[::-1].copy(), dtype=images.dtype),
+            torch.as_tensor(vecs[:, ::-1].copy(), dtype=images.dtype))
+
+
+def _my_fancy_pca(images, eigvals, eigvecs, alphas):
+    return images + ((alphas * eigvals) @ eigvecs.T)[:, :, None, None]
+
+
+def _transforms(x, per_batch=False, **mine):
+    """Chapter 01's transforms with the functions in ``mine`` (flip, crop, adjust, draw, fit, shift), if any."""
+    pick = lambda *keys: {k: mine[k] for k in keys if k in mine}  # noqa: E731
+    return A.Compose([A.RandomHFlip(generator=_gen(0), **pick("flip")),
+                      A.RandomCrop(12, padding=2, generator=_gen(1), **pick("crop")),
+                      A.HSVJitter(per_batch=per_batch, generator=_gen(2), **pick("adjust", "draw")),
+                      A.FancyPCA.fit(x, generator=_gen(3), **pick("fit", "shift")),
+                      A.RandomRotateScale(generator=_gen(4)), A.GaussianNoise(0.05, generator=_gen(5))])
+
+
+MINE = dict(flip=_my_hflip, crop=_my_crop, adjust=_my_adjust_hsv, draw=_my_hsv_params, fit=_my_fit_fancy_pca,
+            shift=_my_fancy_pca)
+
+
+def test_the_transforms_take_the_students_functions_and_need_no_reference_then():
+    """Chapter 01's notebook runs its transforms with the student's functions, in the student release, where
+    every @reference of augment raises: with the references disabled, the transforms given the student's
+    functions give what the references give; without them they call the references (so the release raises)."""
     from course_lib import grading
 
     marked = [f for f in vars(A).values() if getattr(f, "__course_reference__", None) == "01_augmentation"]
     assert {f.__name__ for f in marked} == {"hflip", "crop", "rgb_to_hsv", "hsv_to_rgb", "adjust_hsv", "hsv_params",
-                                            "fit_fancy_pca", "fancy_pca"}
+                                            "fit_fancy_pca", "fancy_pca", "_window_index", "_hue", "_hsv_channels",
+                                            "_jitter", "_hsv_from_uniform"}
     x = _images(n=8, h=16, w=16, seed=4)
-    eigvals, eigvecs = A.fit_fancy_pca(x)
-    params = A.BatchPipeline(16, padding=2, eigen=(eigvals, eigvecs), generator=_gen(5)).sample(x)
-    expected = A.fancy_pca(A.adjust_hsv(A.crop(A.hflip(x, params["mask"]), params["top"], params["left"], 16, 2),
-                                        **params["hsv"]), eigvals, eigvecs, params["alphas"]).clamp(0, 1)
-
-    def pipe(fancy):
-        return A.Compose([A.RandomHFlip(generator=_gen(0)), A.RandomCrop(16, padding=2, generator=_gen(1)),
-                          A.HSVJitter(generator=_gen(2)), fancy])
+    expected = [_transforms(x)(x), _transforms(x, per_batch=True)(x)]
     with grading._disabled(marked):
-        fitted = A.FancyPCA.fit(x, generator=_gen(3))
-        out = pipe(fitted)(x)
-        batch = A.BatchPipeline(16, padding=2, eigen=(eigvals, eigvecs)).apply(x, **params)
-        per_batch = A.HSVJitter(per_batch=True, generator=_gen(6)).sample(x)
-    torch.testing.assert_close(fitted.eigvals, eigvals, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(fitted.eigvecs, eigvecs, rtol=0, atol=1e-5)
-    torch.testing.assert_close(out, pipe(A.FancyPCA(eigvals, eigvecs, generator=_gen(3)))(x), rtol=0, atol=1e-6)
-    torch.testing.assert_close(batch, expected, rtol=0, atol=0)
-    again = A.hsv_params(8, True, _gen(6))
-    assert all(torch.equal(per_batch[k], again[k]) for k in again), "HSVJitter draws what hsv_params draws"
-    flip = A.RandomHFlip(generator=_gen(7))
-    mask = flip.sample(x)["mask"]
-    torch.testing.assert_close(flip.apply(x, mask), A.hflip(x, mask), rtol=0, atol=0)
+        got = [_transforms(x, **MINE)(x), _transforms(x, per_batch=True, **MINE)(x)]
+        for t in _transforms(x, fit=_my_fit_fancy_pca).transforms[1:4]:  # crop, HSV jitter, fancy PCA
+            with pytest.raises(RuntimeError):  # the references are their defaults
+                t(x)
+        with pytest.raises(RuntimeError):
+            A.FancyPCA.fit(x)
+        with pytest.raises(RuntimeError):
+            A.BatchPipeline(12, padding=2)(x)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
+    assert not torch.equal(got[0], got[1]), "per image and per batch differ"
+    with pytest.raises(ValueError, match="draw"):
+        A.HSVJitter(hue=(0.0, 0.0), draw=_my_hsv_params)
+
+
+def test_the_students_functions_get_their_parameters_on_the_batch_device(device):
+    x = _images(n=4, h=12, w=12, device=device)
+    seen = []
+
+    def spy(fn):
+        def wrapped(images, *args, **kwargs):
+            seen.extend(a.device for a in [*args, *kwargs.values()] if torch.is_tensor(a))
+            return fn(images, *args, **kwargs)
+        return wrapped
+    eigen = A.fit_fancy_pca(x)
+    A.Compose([A.RandomHFlip(generator=_gen(0), flip=spy(_my_hflip)),
+               A.RandomCrop(10, padding=1, generator=_gen(1), crop=spy(_my_crop)),
+               A.HSVJitter(generator=_gen(2), adjust=spy(_my_adjust_hsv), draw=_my_hsv_params),
+               A.FancyPCA(*eigen, generator=_gen(3), shift=spy(_my_fancy_pca))])(x)
+    assert len(seen) == 1 + 2 + 7 + 3 and all(d == x.device for d in seen), seen

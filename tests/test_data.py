@@ -444,6 +444,22 @@ def test_colourize_is_the_hsv_colour_of_the_grey_level():
     assert torch.allclose(red[0, :, 0, 0], torch.tensor([0.8, 0.0, 0.0]))
 
 
+def test_colourize_is_relight_of_hsv_to_rgb_and_needs_no_chapter_01_answer():
+    """colourize converts with torchvision's HSV -> RGB, not chapter 01's answer (left out of the student release):
+    the same images as augment.hsv_to_rgb within float tolerance, with every reference of augment disabled."""
+    from course_lib import augment, grading
+
+    g = torch.Generator().manual_seed(1)
+    grey = torch.rand(20, 1, 6, 6, generator=g)
+    hue, sat = 3 * torch.rand(20, generator=g) - 1, torch.rand(20, generator=g)   # hues outside [0, 1) wrap around
+    gain, ambient = 0.5 + torch.rand(20, generator=g), 0.1 * torch.rand(20, 3, generator=g)
+    marked = [f for f in vars(augment).values() if getattr(f, "__course_reference__", None) == "01_augmentation"]
+    with grading._disabled(marked):
+        out = data.colourize(grey, hue, sat, gain, ambient)
+    hsv = torch.cat([hue.reshape(-1, 1, 1, 1).expand_as(grey), sat.reshape(-1, 1, 1, 1).expand_as(grey), grey], 1)
+    torch.testing.assert_close(out, data.relight(augment.hsv_to_rgb(hsv), gain, ambient), rtol=0, atol=1e-6)
+
+
 def test_relight_and_the_ambient_light():
     x = torch.full((2, 3, 4, 4), 0.5)
     out = data.relight(x, torch.tensor([0.5, 2.0]), torch.tensor([[0.1, 0.0, 0.2], [0.0, 0.0, 0.0]]))
