@@ -406,8 +406,8 @@ class RandomTransform:
 class RandomHFlip(RandomTransform):
     """Flip each sample left-right with probability ``p``.
 
-    ``flip(images, mask)``, if given (your ``hflip``), flips instead of torch's ``flip`` + ``where``; the mask is
-    moved to the batch's device first.
+    ``flip(images, mask)`` (your ``hflip``; by default :func:`hflip`, which the student release leaves out) flips
+    the selected samples; the mask is moved to the batch's device first.
     """
 
     def __init__(self, p: float = 0.5, generator=None, flip=None):
@@ -419,11 +419,7 @@ class RandomHFlip(RandomTransform):
         return {"mask": torch.rand(n, generator=self.generator, device=_draw_device(self.generator, images)) < self.p}
 
     def apply(self, images, mask):
-        if self.flip is not None:
-            return self.flip(images, mask.to(images.device))
-        _check_images(images)
-        flip = _per_sample(mask, images, dtype=torch.bool).expand(images.shape[0]).reshape(-1, 1, 1, 1)
-        return torch.where(flip, images.flip(-1), images)  # torch's flip of the selected samples
+        return (self.flip or hflip)(images, mask.to(images.device))
 
 
 class RandomCrop(RandomTransform):
