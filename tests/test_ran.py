@@ -96,10 +96,22 @@ def test_turning_the_recorder_off_is_seen(off):
     assert not rec.intact
 
 
-def test_printing_a_tensor_is_not_tampering(capsys):
-    """torch turns its own modes off to format a tensor: that is not the student's doing."""
-    rec = _record(lambda: print(X, repr(X.double()), f"{X.sum():.3f}", X.tolist()))
+def test_printing_a_tensor_or_a_progress_bar_is_not_tampering(capsys):
+    """torch turns its own modes off to format a tensor, tqdm starts a monitor thread: not the student's doing."""
+    from tqdm.std import tqdm
+
+    rec = _record(lambda: print(X, repr(X.double()), f"{X.sum():.3f}", X.tolist(), sum(tqdm(range(3)))))
     assert rec.intact, ran.tampered(rec.names)
+
+
+def test_a_thread_pool_is_seen():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pooled():
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(F.elu, X).result()
+
+    assert not _record(pooled).intact
 
 
 def test_the_previous_profile_function_is_restored():

@@ -65,14 +65,20 @@ def tampered(names) -> list[str]:
     return sorted(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in TAMPER))
 
 
+# Libraries whose own threads and mode switches are not the student's doing (tqdm's monitor thread, torch
+# turning its modes off to print a tensor in ``torch._tensor_str``).
+LIBRARIES = (PACKAGES - {"course_lib"}) | {"tqdm"}
+_PASS_THROUGH = frozenset({"contextlib", "threading"})
+
+
 def _library_caller(frame) -> bool:
-    """Whether ``frame`` (past ``contextlib``'s frames) is a library's: torch turns its own modes off to print a
-    tensor (``torch._tensor_str``), which is not the student's doing. A :data:`TAMPER` call counts only from
-    other code."""
-    while frame is not None and frame.f_globals.get("__name__") == "contextlib":
+    """Whether the code that made a :data:`TAMPER` call (past ``contextlib``'s and ``threading``'s frames) is a
+    library's: such a call counts only from other code (the student's, or a module that runs it elsewhere,
+    such as ``concurrent.futures``)."""
+    while frame is not None and frame.f_globals.get("__name__") in _PASS_THROUGH:
         frame = frame.f_back
     mod = frame.f_globals.get("__name__") if frame is not None else None
-    return isinstance(mod, str) and mod.partition(".")[0] in PACKAGES and not mod.startswith("course_lib")
+    return isinstance(mod, str) and mod.partition(".")[0] in LIBRARIES
 
 
 def _c_name(fn) -> str | None:
