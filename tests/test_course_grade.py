@@ -174,4 +174,4 @@ def test_runtime_shortcuts_lose_their_checked_tests_with_what_ran(chapters, chap
             assert checked, f"{chapter}: {gid} declares ran_shortcuts but none of its tests call call_without_reference"
             for test in checked:
                 assert cells[test][0] == 0, (gid, i, test, cells[test], got["output"])
-                assert "which this exercise forbids" in errors.get(test, ""), (gid, i, test, errors, got["output"])
+                assert "ran, which this exercise forbids" in errors.get(test, ""), (gid, i, test, errors, got["output"])
