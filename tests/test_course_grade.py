@@ -84,11 +84,10 @@ def _grade_chapter(root: Path, chapter: str) -> dict:
             answers[shortcut[1]] = shortcut[3]
         subs["shortcut"] = build.fill(blank, answers)
         ran = _ran_shortcuts(chapter)
-        for i in range(max((len(v) for v in ran.values()), default=0)):
+        for i in range(max((len(v) for v in ran.values()), default=0)):  # every notebook, replaced or not
             answers = _answers(chapter, release.name, "solution")
             replaced = {gid: codes[i] for gid, codes in ran.items() if i < len(codes) and gid in answers}
-            if replaced:
-                subs[f"ran-{i}"] = build.fill(blank, {**answers, **replaced})
+            subs[f"ran-{i}"] = build.fill(blank, {**answers, **replaced})
         for student, nb in subs.items():
             dest = root / "build" / "submitted" / student / chapter
             dest.mkdir(parents=True, exist_ok=True)

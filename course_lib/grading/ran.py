@@ -43,7 +43,7 @@ TAMPER = ("sys.setprofile", "sys.settrace", "threading.setprofile*", "threading.
           "torch._C._push_on_torch_function_stack", "torch._C.DisableTorchFunction*", "torch._C._DisableTorchFunction*",
           "torch._C._disabled_torch_function_impl", "torch._C._disabled_torch_dispatch_impl",
           "torch.overrides._no_torch_function_mode",
-          "torch._C._set_torch_function_mode", "torch.compile", "torch._dynamo.optimize*", "course_lib.grading.*")
+          "torch._C._set_torch_function_mode", "torch.compile", "torch._dynamo.optimize*")
 _TAMPER_NAMES = frozenset(("sys", "threading", "_thread", "posix", "_posixsubprocess"))
 # torch's plumbing that runs for every operator under a mode (not an answer): not recorded, nor its C calls
 QUIET = ("torch._dynamo.", "torch._compile", "torch._library.", "torch.compiler", "torch.fx.experimental.",
@@ -187,8 +187,8 @@ class Recorder:
         the name is one of :data:`TAMPER`)."""
         mod = frame.f_globals.get("__name__")
         quiet = frame.f_code.co_filename in self._skip
-        if not isinstance(mod, str) or mod.partition(".")[0] not in PACKAGES or mod == __name__:
-            return None, quiet, False
+        if not isinstance(mod, str) or mod.partition(".")[0] not in PACKAGES or mod.startswith("course_lib.grading"):
+            return None, quiet, False  # the checks' own code (assert_follows runs the optimizer through a closure)
         if mod.startswith(QUIET):
             return None, True, False
         name = f"{mod}.{getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}"
