@@ -12,7 +12,10 @@ Per chapter, in its own copy of the course, four submissions:
   answered by its i-th runtime shortcut, an indirection that the names do not show (``torch.functional.torch``,
   a module that re-exports ``torch.nn.init``, a computed method name, pandas' crosstab under its own module).
   Each must lose the points of its tests that run the student's function under ``call_without_reference``,
-  with the reason that a forbidden operation ran (``forbid_ran``), while the solution keeps full marks.
+  with the reason that a forbidden operation ran (``forbid_ran``), while the solution keeps full marks;
+- ``cheater``: every exercise that declares two shortcuts or more answered by its last one (the policies put
+  their indirect routes there: aliases, getattr by string, sys.modules, internals, method forms), which must
+  score 0 on every test of those exercises, each exercise named in the report's findings ("for review").
 """
 from __future__ import annotations
 
@@ -59,6 +62,14 @@ def _shortcut(chapter: str):
     return None
 
 
+def _cheats(chapter: str, nb_name: str) -> dict[str, str]:
+    """grade_id -> last declared shortcut, for the exercises of ``nb_name`` that declare two or more (the first
+    is the ``shortcut`` submission's)."""
+    src = policy.trusted(nbformat.read(ROOT / "solutions" / chapter / nb_name, as_version=4))
+    return {gid: ex.shortcuts[-1] for gid, ex in policy.load(ROOT / "policies" / chapter).items()
+            if gid in src.cells and len(ex.shortcuts) > 1}
+
+
 def _ran_shortcuts(chapter: str) -> dict[str, list[str]]:
     """The runtime shortcuts of the chapter's exercises (grade_id -> sources)."""
     return {gid: ex.ran_shortcuts for gid, ex in policy.load(ROOT / "policies" / chapter).items() if ex.ran_shortcuts}
@@ -88,6 +99,8 @@ def _grade_chapter(root: Path, chapter: str) -> dict:
             answers = _answers(chapter, release.name, "solution")
             replaced = {gid: codes[i] for gid, codes in ran.items() if i < len(codes) and gid in answers}
             subs[f"ran-{i}"] = build.fill(blank, {**answers, **replaced})
+        cheats = _cheats(chapter, release.name)
+        subs["cheater"] = build.fill(blank, {**_answers(chapter, release.name, "solution"), **cheats})
         for student, nb in subs.items():
             dest = root / "build" / "submitted" / student / chapter
             dest.mkdir(parents=True, exist_ok=True)
@@ -97,7 +110,11 @@ def _grade_chapter(root: Path, chapter: str) -> dict:
     with Gradebook(f"sqlite:///{root / 'build' / 'gradebook.db'}") as gb:
         cells = {s.student_id: {g.name: (g.score, g.max_score) for nb in s.notebooks for g in nb.grades}
                  for s in gb.assignment_submissions(chapter)}
-    return {"cells": cells, "shortcut": shortcut, "output": proc.stdout[-4000:] + proc.stderr[-2000:],
+    cheats = {gid: code for nb in (root / "notebooks" / chapter).glob("*.ipynb")
+              for gid, code in _cheats(chapter, nb.name).items()}
+    review = "\n".join(line for line in proc.stdout.splitlines() if line.startswith("| cheater |"))
+    return {"cells": cells, "shortcut": shortcut, "cheats": cheats, "review": review,
+            "output": proc.stdout[-4000:] + proc.stderr[-2000:],
             "errors": _grading_errors(root / "build" / "autograded", chapter)}
 
 
@@ -153,6 +170,18 @@ def test_a_shortcut_loses_its_exercise_with_the_reason(chapters, chapter):
     kept = [k for k, v in cells.items() if k not in tests and v[0] == v[1] > 0]
     assert kept, f"{chapter}: the shortcut for {gid} cost every other exercise too: {cells}"
     assert "forbidden" in got["output"] and gid in got["output"], got["output"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_last_shortcut_scores_zero_with_its_reason(chapters, chapter):
+    """The cheater: every exercise answered by its last declared shortcut, all in one submission."""
+    got = chapters[chapter]
+    exercises = policy.load(ROOT / "policies" / chapter)
+    cells = got["cells"]["cheater"]
+    for gid in got["cheats"]:
+        scored = {t: cells[t] for t in exercises[gid].tests if cells[t][0] > 0}
+        assert not scored, f"{chapter}: {gid}'s last shortcut scored {scored}:\n{got['cheats'][gid]}\n{got['output']}"
+        assert gid in got["review"], f"{chapter}: the report's findings for the cheater do not name {gid}:\n{got['review']}"
 
 
 RAN_CHAPTERS = [c for c in CHAPTERS if _ran_shortcuts(c)]
