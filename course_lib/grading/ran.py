@@ -231,31 +231,23 @@ class Recorder:
 
         hook = sys.getprofile()
         sys.setprofile(self._previous)
-        self._exit_function_mode(_get_current_function_mode_stack)
-        modes = _get_current_dispatch_mode_stack()
-        if not modes or modes[-1] is not self._mode:
-            self.intact = False
         if hook != self._hook:
             self.intact = False
-        try:
-            if self._mode in modes:
-                while _get_current_dispatch_mode_stack()[-1] is not self._mode:  # a mode left on top of ours
-                    _get_current_dispatch_mode_stack()[-1].__exit__(None, None, None)
-                self._mode.__exit__(None, None, None)
-        except Exception:  # noqa: BLE001 - whatever the stack holds, the report says it was not intact
-            self.intact = False
+        self._exit_mode(self._functions, _get_current_function_mode_stack)
+        self._exit_mode(self._mode, _get_current_dispatch_mode_stack)
         if tampered(self.names) or len(self.names) > MAX_NAMES:
             self.intact = False
         return False
 
-    def _exit_function_mode(self, stack) -> None:
+    def _exit_mode(self, mode, stack) -> None:
+        """Leave ``mode`` (and any mode left on top of it); the report is not intact unless it was on top."""
         try:
             modes = stack()
-            if not modes or modes[-1] is not self._functions:
+            if not modes or modes[-1] is not mode:
                 self.intact = False
-            if self._functions in modes:
-                while stack()[-1] is not self._functions:  # a mode left on top of ours
+            if mode in modes:
+                while stack()[-1] is not mode:  # a mode left on top of ours
                     stack()[-1].__exit__(None, None, None)
-                self._functions.__exit__(None, None, None)
+                mode.__exit__(None, None, None)
         except Exception:  # noqa: BLE001 - whatever the stack holds, the report says it was not intact
             self.intact = False
