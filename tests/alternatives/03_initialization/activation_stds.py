@@ -1,11 +1,15 @@
-def activation_stds(model, x):
-    """Std (a float) of the output of every nn.Tanh / nn.ReLU of `model` on `x`, in the order they run."""
-    members = {id(m) for m in model.modules() if isinstance(m, (nn.Tanh, nn.ReLU))}
+def activation_stds(model, x, types=(nn.Tanh, nn.ReLU)):
+    """Std (a float) of the output of every nn.Tanh / nn.ReLU of `model` on `x`, in the order they run.
+
+    Innocent local names that are also module names (`types`, `code`, `signal`, `inspect`) must not cost
+    points (issue 19): they are judged by what they are bound to."""
+    members = {id(m) for m in model.modules() if isinstance(m, types)}
     stds = []
 
     def record(module, inputs, output):
         if id(module) in members:
-            stds.append(float(output.std()))
+            signal = output.std()
+            stds.append(float(signal))
 
     handle = nn.modules.module.register_module_forward_hook(record)  # a global hook, for every module
     try:
@@ -13,4 +17,5 @@ def activation_stds(model, x):
             model(x)
     finally:
         handle.remove()
-    return stds
+    code, inspect = len(stds), stds
+    return inspect[:code]
