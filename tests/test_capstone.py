@@ -460,7 +460,29 @@ def test_smoothed_targets_give_the_label_smoothing_loss(device):
     batches = C.epoch_batches(x, y.repeat(2)[:64], 16, torch.zeros(1, device=device), torch.ones(1, device=device),
                               generator=torch.Generator(device=device).manual_seed(0), smoothing=0.2, num_classes=10)
     assert all(len(b) == 3 for b in batches)
-    torch.testing.assert_close(batches[1][2], C.smoothed_targets(batches[1][1], 10, 0.2))
+    torch.testing.assert_close(batches[1][2], -C.smoothed_targets(batches[1][1], 10, 0.2) / 16)
+
+
+def test_forward_loss_with_loss_weights_is_torch_label_smoothing_value_and_gradient(device):
+    """forward_loss against the epoch's loss weights w = -q/B (Σ w·log softmax, no per-step sign or mean) has the
+    value and the gradient of F.cross_entropy(label_smoothing=ε); without weights it is that call itself."""
+    g = torch.Generator().manual_seed(6)
+    net = torch.nn.Linear(12, 10).to(device)
+    x, y = torch.randn(16, 12, generator=g).to(device), torch.randint(0, 10, (16,), generator=g).to(device)
+    w = C.loss_weights(y, 10, 0.2, 16)
+    grads = []
+    for extra in ((w,), ()):
+        net.zero_grad()
+        loss, right = C.forward_loss(net, x, y, 0.2, False, *extra)
+        loss.backward()
+        grads.append((loss.detach(), net.weight.grad.clone(), right))
+    net.zero_grad()
+    theirs = F.cross_entropy(net(x), y, label_smoothing=0.2)
+    theirs.backward()
+    for loss, grad, right in grads:
+        torch.testing.assert_close(loss, theirs.detach())
+        torch.testing.assert_close(grad, net.weight.grad)
+        assert int(right) == int((net(x).argmax(1) == y).sum())
 
 
 def test_flops_per_step_scale_with_the_batch_and_the_epoch_clock_times(digits):
