@@ -306,6 +306,36 @@ def test_sigkill_then_rerun_gives_the_same_gradebook(benign):
     assert sorted(set(entries)) == sorted(EQUALITY)
 
 
+_ORPHAN = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from course_lib.instructor.sandbox import die_with_parent
+marker, case = sys.argv[2], sys.argv[3]
+middle = os.getpid()
+if os.fork() == 0:                       # the child: a worker, or a kernel's bwrap
+    if case == "parent died first":
+        time.sleep(1.0)                  # the parent is gone before the child asks
+    die_with_parent(middle)
+    time.sleep(2.0)
+    open(marker, "w").write("outlived its parent")
+    os._exit(0)
+if case == "parent alive":
+    time.sleep(0.5)
+    os.kill(middle, 9)                   # the parent is killed after the child asked
+"""
+
+
+@pytest.mark.parametrize("case", ["parent died first", "parent alive"])
+def test_a_process_never_outlives_the_one_that_started_it(tmp_path, case):
+    """die_with_parent (a grading worker's initializer, a kernel's bwrap before exec): killed with its parent by
+    PR_SET_PDEATHSIG, and gone at once if its parent died before it asked (the race in which a grader killed
+    while a worker launched a kernel left that kernel running for ever, found by CI)."""
+    marker = tmp_path / "marker"
+    subprocess.run([sys.executable, "-c", _ORPHAN, str(Path(__file__).resolve().parents[1]), str(marker), case], timeout=30)
+    time.sleep(3.5)
+    assert not marker.exists(), f"{case}: the child outlived its parent"
+
+
 def test_a_failing_trusted_run_stops_the_run_and_costs_no_submission(tmp_path):
     """The trusted run grades the instructor's notebooks beside the first submissions, whose verdicts wait
     for it. If the solution fails its own tests, the run stops with the reason and gives no grade; the

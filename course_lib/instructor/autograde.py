@@ -8,10 +8,8 @@ folder, so nbgrader's own folder is never one the kernel had) through :class:`~.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -50,14 +48,6 @@ class Job:
     record: bool = False
     ready_file: str = ""  # exists once the trusted run beside this one has recorded its values ("": it has)
     failed_file: str = ""  # exists if that trusted run failed
-
-
-def die_with_parent() -> None:
-    """PR_SET_PDEATHSIG: this process gets SIGKILL when the grader dies (also by SIGKILL)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def config(job: Job):

@@ -33,9 +33,9 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from . import policy, verdict
-from .autograde import Job, autograde_one, die_with_parent, record_trusted
+from .autograde import Job, autograde_one, record_trusted
 from .gradebook import Course, Journal, copy_db, load_course, merge
-from .sandbox import Limits
+from .sandbox import Limits, die_with_parent
 
 TRUSTED = "__instructor__"  # the trusted run's student id (its own gradebook copy and folders)
 
@@ -338,7 +338,7 @@ def _run(course, assignment, jobs, notebooks, notes, journal, workers, outcomes,
     submission's verdict waits for its records (:class:`~.preprocessors.Verdict`), so no core sits idle."""
     slots, queue, pending = list(range(workers)), list(jobs), {}
     new_pool = lambda: cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
-                                              initializer=die_with_parent)
+                                              initializer=die_with_parent, initargs=(os.getpid(),))
     pool = new_pool()
 
     def submit_next():

@@ -32,10 +32,13 @@ torch.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -180,6 +183,25 @@ def _seed_matplotlib_cache(dest: str) -> None:
             return
 
 
+try:
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: a forked child only calls it
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
+def die_with_parent(parent: int) -> None:
+    """``prctl(PR_SET_PDEATHSIG, SIGKILL)``: this process gets SIGKILL when the one that started it dies,
+    even by SIGKILL (a grading worker when the grader dies, a sandbox's bwrap when its worker dies). A
+    parent that died *before* this call sends no signal, so the process exits at once if its parent is no
+    longer ``parent`` (the pid that started it): without that check, a grader killed while it forked a
+    worker, or a worker killed while it launched a kernel, left that process running for ever (bwrap's own
+    ``--die-with-parent`` has the same window). Runs in the child, before its work or its ``exec``."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 LAUNCHED: list = []  # the bwrap processes this process started (see reap())
 RUNDIRS: list = []  # their run folders (sockets, connection file)
 SCRATCH: list = []  # their working folders (scratch copies)
@@ -297,6 +319,7 @@ class SandboxProvisioner(LocalProvisioner):
         kwargs["cmd"] = bwrap_argv(kwargs["cmd"], policy, env)
         kwargs["cwd"] = self.workdir
         kwargs["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        kwargs["preexec_fn"] = functools.partial(die_with_parent, os.getpid())  # bwrap dies with this worker
         self.log.debug("sandboxed kernel: %s", kwargs["cmd"])
         return kwargs
 
