@@ -38,7 +38,7 @@ epoch is shuffled and augmented in one pass (its random parameters drawn in one 
 device) and cut into batches by slicing, the optimizer is fused Nesterov SGD whose learning rate is
 set as a plain number from a precomputed schedule (no per-step scheduler object), the loss is
 ``F.cross_entropy(label_smoothing=ε)``'s value through the epoch's precomputed :func:`loss_weights`
-(three kernels forward and backward), and the step loop never synchronises with the host (the
+(three kernels forward, two backward), and the step loop never synchronises with the host (the
 losses are written into a device tensor and read once per epoch, which is also where a non-finite
 loss ends the run as *diverged*). On CUDA it runs ``channels_last`` under bf16 autocast with
 ``cudnn.benchmark``; ``Recipe(compile=True)`` adds ``torch.compile`` of the forward pass and loss
@@ -602,12 +602,13 @@ def member_probs(models, x: Tensor, flip_tta_probs=tta_probs, *, views: int = 2,
     a lone view (``views`` odd) through :func:`course_lib.ensemble.predict_logits` (eval mode).
     """
     ctx = ctx if ctx is not None else contextlib.nullcontext()
+    bases = [v.contiguous(memory_format=memory_format)                   # x, then the shifted views: each with its mirror
+             for v in tta_view_images(x, views)[::2]]                    # built once, shared by every member
     out = []
     with ctx:
         for model in models:
             total = 0.0
-            for j, v in enumerate(tta_view_images(x, views)[::2]):       # x, then the shifted views: each with its mirror
-                v = v.contiguous(memory_format=memory_format)
+            for j, v in enumerate(bases):
                 if 2 * j + 1 < views:
                     total = total + 2 * torch.cat([flip_tta_probs(model, v[i:i + batch_size]).float()
                                                    for i in range(0, len(v), batch_size)])

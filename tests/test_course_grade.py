@@ -119,12 +119,13 @@ def _grade_chapter(root: Path, chapter: str) -> dict:
 
 
 def _ran_checked(chapter: str) -> set[str]:
-    """The graded cells of a chapter that call ``call_without_reference`` (they report what ran)."""
+    """The graded cells of a chapter that call ``call_without_reference``, directly or through
+    ``assert_follows`` (they report what ran)."""
     out = set()
     for path in (ROOT / "solutions" / chapter).glob("*.ipynb"):
         for cell in nbformat.read(path, as_version=4).cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade") and "call_without_reference" in cell.source:
+            if meta.get("grade") and ("call_without_reference" in cell.source or "assert_follows" in cell.source):
                 out.add(meta["grade_id"])
     return out
 
@@ -192,13 +193,13 @@ def test_runtime_shortcuts_lose_their_checked_tests_with_what_ran(chapters, chap
     """Each runtime shortcut passes the static policy (tests/test_ran.py) and scores 0 on every test that
     runs it under call_without_reference, with the reason naming what ran."""
     got = chapters[chapter]
-    exercises = policy.load(ROOT / "policies" / chapter)
+    exercises, reporting = policy.load(ROOT / "policies" / chapter), _ran_checked(chapter)
     for gid, codes in _ran_shortcuts(chapter).items():
         for i in range(len(codes)):
             student = f"ran-{i}"
             assert student in got["cells"], got["output"]
             cells, errors = got["cells"][student], got["errors"].get(student, {})
-            checked = [t for t in exercises[gid].tests if t in _ran_checked(chapter)]
+            checked = [t for t in exercises[gid].tests if t in reporting]
             assert checked, f"{chapter}: {gid} declares ran_shortcuts but none of its tests call call_without_reference"
             for test in checked:
                 assert cells[test][0] == 0, (gid, i, test, cells[test], got["output"])
